@@ -7,15 +7,20 @@ const root = fileURLToPath(new URL('..', import.meta.url));
 const source = readFileSync(`${root}prisma/sqlite/schema.prisma`, 'utf8');
 
 export function derivePostgresSchema(sqliteSchema) {
-  return sqliteSchema
-    .replace(
-      /^\/\/ The single source.*\n\/\/ derived from.*\n/m,
-      '// GENERATED from prisma/sqlite/schema.prisma by `npm run db:schema`. Do not edit.\n',
-    )
-    .replace('output              = "../../src/generated/sqlite"', 'output              = "../../src/generated/postgres"')
-    .replace('provider = "sqlite"', 'provider = "postgresql"')
-    // Timestamps with time zone, millisecond precision, on PostgreSQL.
-    .replace(/^(\s+\w+\s+DateTime\??)(.*)$/gm, (_line, head, rest) => `${head}${rest} @db.Timestamptz(3)`);
+  return (
+    sqliteSchema
+      .replace(
+        /^\/\/ The single source.*\n\/\/ derived from.*\n/m,
+        '// GENERATED from prisma/sqlite/schema.prisma by `npm run db:schema`. Do not edit.\n',
+      )
+      .replace(
+        'output              = "../../src/generated/sqlite"',
+        'output              = "../../src/generated/postgres"',
+      )
+      .replace('provider = "sqlite"', 'provider = "postgresql"')
+      // Timestamps with time zone, millisecond precision, on PostgreSQL.
+      .replace(/^(\s+\w+\s+DateTime\??)(.*)$/gm, (_line, head, rest) => `${head}${rest} @db.Timestamptz(3)`)
+  );
 }
 
 const derived = derivePostgresSchema(source);

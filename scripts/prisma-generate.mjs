@@ -13,7 +13,11 @@ if (!existsSync(cli)) {
   console.log('prisma CLI not installed; skipping client generation');
   process.exit(0);
 }
-const env = { ...process.env, PRISMA_SCHEMA_ENGINE_BINARY: process.env.PRISMA_SCHEMA_ENGINE_BINARY ?? process.execPath, PRISMA_HIDE_UPDATE_MESSAGE: '1' };
+const env = {
+  ...process.env,
+  PRISMA_SCHEMA_ENGINE_BINARY: process.env.PRISMA_SCHEMA_ENGINE_BINARY ?? process.execPath,
+  PRISMA_HIDE_UPDATE_MESSAGE: '1',
+};
 for (const provider of ['sqlite', 'postgres']) {
   execFileSync(process.execPath, [cli, 'generate', '--schema', `prisma/${provider}/schema.prisma`], {
     cwd: root,
