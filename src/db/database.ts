@@ -1,0 +1,80 @@
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { PrismaBetterSqlite3 } from '@prisma/adapter-better-sqlite3';
+import { PrismaPg } from '@prisma/adapter-pg';
+import pg from 'pg';
+import { PrismaClient as PostgresPrismaClient } from '../generated/postgres/client.js';
+import { PrismaClient as SqlitePrismaClient } from '../generated/sqlite/client.js';
+import { type DatabaseProvider, providerOf, sqliteFilePath } from './migrate.js';
+
+/**
+ * Both generated clients expose the same model API (the PostgreSQL schema is
+ * derived from the SQLite one), so the repositories are written once against
+ * the SQLite client's type.
+ */
+export type PrismaClient = SqlitePrismaClient;
+
+export interface Database {
+  readonly provider: DatabaseProvider;
+  readonly prisma: PrismaClient;
+  /** Resolves when the database answers a trivial query. */
+  ping(): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** Options for {@link openDatabase}. */
+export interface OpenDatabaseOptions {
+  /** PostgreSQL pool size per instance. */
+  poolSize?: number;
+}
+
+/**
+ * Opens the database named by DATABASE_URL: `file:` selects SQLite through
+ * better-sqlite3, `postgres(ql)://` selects PostgreSQL through node-postgres.
+ * SQLite runs in WAL mode with `synchronous = FULL`, so a write acknowledged to
+ * a client survives a crash of the process or the machine.
+ */
+export async function openDatabase(databaseUrl: string, options: OpenDatabaseOptions = {}): Promise<Database> {
+  const provider = providerOf(databaseUrl);
+  if (provider === 'sqlite') {
+    const file = sqliteFilePath(databaseUrl);
+    mkdirSync(dirname(file), { recursive: true });
+    // timeout: how long a writer waits for another process's lock (busy_timeout).
+    const adapter = new PrismaBetterSqlite3({ url: file, timeout: 5000 });
+    const prisma = new SqlitePrismaClient({ adapter });
+    await prisma.$queryRawUnsafe('PRAGMA journal_mode = WAL');
+    await prisma.$queryRawUnsafe('PRAGMA synchronous = FULL');
+    await prisma.$queryRawUnsafe('PRAGMA foreign_keys = ON');
+    return {
+      provider,
+      prisma,
+      ping: async () => {
+        await prisma.$queryRawUnsafe('SELECT 1');
+      },
+      close: () => prisma.$disconnect(),
+    };
+  }
+  // tessera owns the pool (rather than the adapter) so that closing the
+  // database really ends every connection.
+  const pool = new pg.Pool({
+    connectionString: databaseUrl,
+    max: options.poolSize ?? 10,
+    // Fail fast when the database is down instead of queueing requests forever.
+    connectionTimeoutMillis: 3000,
+    idleTimeoutMillis: 30_000,
+  });
+  // An idle connection dropped by the server must not crash the process.
+  pool.on('error', () => {});
+  const prisma = new PostgresPrismaClient({ adapter: new PrismaPg(pool) }) as unknown as PrismaClient;
+  return {
+    provider,
+    prisma,
+    ping: async () => {
+      await prisma.$queryRawUnsafe('SELECT 1');
+    },
+    close: async () => {
+      await prisma.$disconnect();
+      await pool.end();
+    },
+  };
+}
