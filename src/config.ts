@@ -1,0 +1,180 @@
+import { randomBytes } from 'node:crypto';
+import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import { type Static, Type } from 'typebox';
+import Value from 'typebox/value';
+
+const Seconds = (defaultValue: number, description: string, minimum = 1) =>
+  Type.Integer({ minimum, default: defaultValue, description });
+
+const Bool = (defaultValue: boolean, description: string) => Type.Boolean({ default: defaultValue, description });
+
+/**
+ * Every setting tessera reads from the environment. `.env.example` documents the
+ * same list; the test in test/config.test.ts keeps the two in step.
+ */
+export const EnvSchema = Type.Object({
+  NODE_ENV: Type.Union([Type.Literal('development'), Type.Literal('production'), Type.Literal('test')], {
+    default: 'development',
+  }),
+  HOST: Type.String({ minLength: 1, default: '0.0.0.0', description: 'Address to listen on' }),
+  PORT: Type.Integer({ minimum: 0, maximum: 65535, default: 3000 }),
+  DATABASE_URL: Type.String({ pattern: '^(file:|postgres(ql)?://)', default: 'file:./data/tessera.db' }),
+  DATA_DIR: Type.String({ minLength: 1, default: './data' }),
+  ISSUER: Type.Optional(Type.String({ pattern: '^https?://[^\\s]+$' })),
+  AUDIENCE: Type.Optional(Type.String({ minLength: 1 })),
+  CLIENT_ID: Type.String({ minLength: 1, default: 'tessera' }),
+  ACCESS_TOKEN_TTL: Seconds(900, 'Access token lifetime, seconds', 30),
+  REFRESH_TOKEN_TTL: Seconds(14 * 24 * 3600, 'Refresh token idle lifetime, seconds', 60),
+  SESSION_MAX_AGE: Seconds(30 * 24 * 3600, 'Absolute session lifetime, seconds', 60),
+  REFRESH_REUSE_GRACE: Seconds(10, 'Seconds an old refresh token still yields the same successor', 0),
+  ALLOW_REGISTRATION: Bool(true, 'Whether POST /v1/users is open to anyone'),
+  KEY_ENCRYPTION_SECRET: Type.Optional(Type.String({ minLength: 32 })),
+  SIGNING_KEY_BITS: Type.Union([Type.Literal(2048), Type.Literal(3072), Type.Literal(4096)], { default: 2048 }),
+  KEY_REFRESH_INTERVAL: Seconds(60, 'How often each instance reloads signing keys from the database', 1),
+  JWKS_MAX_AGE: Seconds(300, 'Cache-Control max-age of the JWKS, seconds', 0),
+  ARGON2_MEMORY_COST: Type.Integer({ minimum: 8, maximum: 4 * 1024 * 1024, default: 19456 }),
+  ARGON2_TIME_COST: Type.Integer({ minimum: 1, maximum: 100, default: 2 }),
+  ARGON2_PARALLELISM: Type.Integer({ minimum: 1, maximum: 64, default: 1 }),
+  TRUST_PROXY: Bool(false, 'Trust X-Forwarded-* headers from a reverse proxy'),
+  SHUTDOWN_TIMEOUT: Seconds(10, 'Seconds to finish in-flight requests on SIGTERM', 1),
+  LOG_LEVEL: Type.Union(
+    ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((level) => Type.Literal(level)),
+    { default: 'info' },
+  ),
+});
+
+type Env = Static<typeof EnvSchema>;
+
+/** The validated configuration the whole application is built from. */
+export interface Config {
+  env: Env['NODE_ENV'];
+  host: string;
+  port: number;
+  databaseUrl: string;
+  dataDir: string;
+  issuer: string;
+  audience: string;
+  clientId: string;
+  accessTokenTtl: number;
+  refreshTokenTtl: number;
+  sessionMaxAge: number;
+  refreshReuseGrace: number;
+  allowRegistration: boolean;
+  keyEncryptionSecret: string;
+  signingKeyBits: 2048 | 3072 | 4096;
+  keyRefreshInterval: number;
+  jwksMaxAge: number;
+  argon2: { memoryCost: number; timeCost: number; parallelism: number };
+  trustProxy: boolean;
+  shutdownTimeout: number;
+  logLevel: string;
+}
+
+/** Thrown when the environment holds an invalid setting; the message names it. */
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+const BOOLEAN_WORDS: Record<string, boolean> = {
+  true: true,
+  '1': true,
+  yes: true,
+  false: false,
+  '0': false,
+  no: false,
+};
+
+/**
+ * Validates the environment and returns the configuration. Empty values count as
+ * unset. Throws a {@link ConfigError} naming every bad setting.
+ *
+ * Outside production, a missing KEY_ENCRYPTION_SECRET is generated once into
+ * `DATA_DIR/key-encryption-secret` (with a warning through `warn`); in production
+ * it stops start-up, because a default secret would silently protect nothing.
+ */
+export function loadConfig(
+  source: Record<string, string | undefined> = process.env,
+  warn: (message: string) => void = (message) => process.emitWarning(message),
+): Config {
+  const raw: Record<string, unknown> = {};
+  for (const key of Object.keys(EnvSchema.properties)) {
+    const value = source[key];
+    if (value === undefined || value === '') continue;
+    const schema = EnvSchema.properties[key as keyof typeof EnvSchema.properties];
+    if ('default' in schema && typeof schema.default === 'boolean') {
+      raw[key] = BOOLEAN_WORDS[value.toLowerCase()] ?? value;
+    } else {
+      raw[key] = value;
+    }
+  }
+  const withDefaults = Value.Default(EnvSchema, Value.Convert(EnvSchema, raw));
+  const errors = Value.Errors(EnvSchema, withDefaults);
+  if (errors.length > 0) {
+    // One line per setting: a union of literals reads better as its list of values.
+    const lines = new Map<string, string>();
+    for (const error of errors) {
+      const name = error.instancePath.replace(/^\//, '') || 'environment';
+      if (lines.has(name)) continue;
+      const schema = EnvSchema.properties[name as keyof typeof EnvSchema.properties] as {
+        anyOf?: { const?: unknown }[];
+      };
+      const message = schema?.anyOf
+        ? `must be one of ${schema.anyOf.map((option) => option.const).join(', ')}`
+        : error.message;
+      lines.set(name, `${name}: ${message} (got ${JSON.stringify(source[name] ?? null)})`);
+    }
+    throw new ConfigError(`Invalid configuration:\n  ${[...lines.values()].join('\n  ')}`);
+  }
+  const env = withDefaults as Env;
+  const issuer = (env.ISSUER ?? `http://localhost:${env.PORT}`).replace(/\/+$/, '');
+  if (env.SESSION_MAX_AGE < env.REFRESH_TOKEN_TTL) {
+    throw new ConfigError('Invalid configuration:\n  SESSION_MAX_AGE must be at least REFRESH_TOKEN_TTL');
+  }
+  return {
+    env: env.NODE_ENV,
+    host: env.HOST,
+    port: env.PORT,
+    databaseUrl: env.DATABASE_URL,
+    dataDir: resolve(env.DATA_DIR),
+    issuer,
+    audience: env.AUDIENCE ?? issuer,
+    clientId: env.CLIENT_ID,
+    accessTokenTtl: env.ACCESS_TOKEN_TTL,
+    refreshTokenTtl: env.REFRESH_TOKEN_TTL,
+    sessionMaxAge: env.SESSION_MAX_AGE,
+    refreshReuseGrace: env.REFRESH_REUSE_GRACE,
+    allowRegistration: env.ALLOW_REGISTRATION,
+    keyEncryptionSecret: env.KEY_ENCRYPTION_SECRET ?? developmentSecret(env.NODE_ENV, resolve(env.DATA_DIR), warn),
+    signingKeyBits: env.SIGNING_KEY_BITS,
+    keyRefreshInterval: env.KEY_REFRESH_INTERVAL,
+    jwksMaxAge: env.JWKS_MAX_AGE,
+    argon2: {
+      memoryCost: env.ARGON2_MEMORY_COST,
+      timeCost: env.ARGON2_TIME_COST,
+      parallelism: env.ARGON2_PARALLELISM,
+    },
+    trustProxy: env.TRUST_PROXY,
+    shutdownTimeout: env.SHUTDOWN_TIMEOUT,
+    logLevel: env.LOG_LEVEL,
+  };
+}
+
+function developmentSecret(nodeEnv: Env['NODE_ENV'], dataDir: string, warn: (message: string) => void): string {
+  if (nodeEnv === 'production') {
+    throw new ConfigError(
+      'Invalid configuration:\n  KEY_ENCRYPTION_SECRET: required in production (at least 32 characters; generate one with `openssl rand -base64 48`)',
+    );
+  }
+  const file = resolve(dataDir, 'key-encryption-secret');
+  if (existsSync(file)) return readFileSync(file, 'utf8').trim();
+  mkdirSync(dirname(file), { recursive: true });
+  const secret = randomBytes(48).toString('base64url');
+  writeFileSync(file, `${secret}\n`, { mode: 0o600 });
+  chmodSync(file, 0o600);
+  warn(
+    `KEY_ENCRYPTION_SECRET is not set: generated a development secret in ${file}. ` +
+      'Signing keys and sessions are encrypted with it; set KEY_ENCRYPTION_SECRET before deploying.',
+  );
+  return secret;
+}

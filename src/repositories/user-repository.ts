@@ -1,0 +1,101 @@
+import type { PrismaClient } from '../db/database.js';
+
+/** A stored user, as the services see it. */
+export interface UserRecord {
+  id: string;
+  username: string;
+  passwordHash: string;
+  roles: string[];
+  createdAt: Date;
+  disabledAt: Date | null;
+}
+
+type UserRow = {
+  id: string;
+  username: string;
+  passwordHash: string;
+  roles: string;
+  createdAt: Date;
+  disabledAt: Date | null;
+};
+
+function toRecord(row: UserRow): UserRecord {
+  return {
+    id: row.id,
+    username: row.username,
+    passwordHash: row.passwordHash,
+    roles: row.roles.split(' ').filter(Boolean),
+    createdAt: row.createdAt,
+    disabledAt: row.disabledAt,
+  };
+}
+
+/** Prisma's code for a unique-constraint violation. */
+function isUniqueViolation(error: unknown): boolean {
+  return typeof error === 'object' && error !== null && (error as { code?: unknown }).code === 'P2002';
+}
+
+/** Users table access. Usernames are looked up by their canonical key. */
+export class UserRepository {
+  constructor(private readonly prisma: PrismaClient) {}
+
+  /** Inserts a user; returns null when the username key is already taken. */
+  async create(user: {
+    id: string;
+    username: string;
+    usernameKey: string;
+    passwordHash: string;
+    roles: string[];
+  }): Promise<UserRecord | null> {
+    try {
+      const row = await this.prisma.user.create({ data: { ...user, roles: user.roles.join(' ') } });
+      return toRecord(row);
+    } catch (error) {
+      if (isUniqueViolation(error)) return null;
+      throw error;
+    }
+  }
+
+  async findByUsernameKey(usernameKey: string): Promise<UserRecord | null> {
+    const row = await this.prisma.user.findUnique({ where: { usernameKey } });
+    return row ? toRecord(row) : null;
+  }
+
+  async findById(id: string): Promise<UserRecord | null> {
+    const row = await this.prisma.user.findUnique({ where: { id } });
+    return row ? toRecord(row) : null;
+  }
+
+  /** Replaces the stored hash only if it is still `expectedHash` (a login-time re-hash must not undo a password change). */
+  async upgradePasswordHash(id: string, expectedHash: string, passwordHash: string): Promise<void> {
+    await this.prisma.user.updateMany({ where: { id, passwordHash: expectedHash }, data: { passwordHash } });
+  }
+
+  /**
+   * Sets a new password hash and revokes every other active session of the
+   * user in one transaction, so no session opened with the old password survives.
+   */
+  async changePassword(id: string, passwordHash: string, keepSessionId: string | null, now: Date): Promise<void> {
+    await this.prisma.$transaction([
+      this.prisma.user.update({ where: { id }, data: { passwordHash } }),
+      this.prisma.session.updateMany({
+        where: { userId: id, revokedAt: null, ...(keepSessionId ? { id: { not: keepSessionId } } : {}) },
+        data: { revokedAt: now, revokedReason: 'password_changed' },
+      }),
+    ]);
+  }
+
+  /** Disables a user and revokes all their sessions; returns false when no such user. */
+  async disable(usernameKey: string, now: Date): Promise<boolean> {
+    const user = await this.prisma.user.findUnique({ where: { usernameKey }, select: { id: true } });
+    if (!user) return false;
+    await this.prisma.$transaction([
+      this.prisma.user.update({ where: { id: user.id }, data: { disabledAt: now } }),
+      this.prisma.session.updateMany({
+        where: { userId: user.id, revokedAt: null },
+        data: { revokedAt: now, revokedReason: 'user_disabled' },
+      }),
+    ]);
+    return true;
+  }
+}

@@ -1,0 +1,57 @@
+import { createHmac, timingSafeEqual } from 'node:crypto';
+
+const UUID_BYTES = 16;
+const GENERATION_BYTES = 4;
+const MAC_BYTES = 32;
+const TOKEN_BYTES = UUID_BYTES + GENERATION_BYTES + MAC_BYTES;
+
+/** The parts of a refresh token. */
+export interface RefreshTokenParts {
+  sessionId: string;
+  generation: number;
+  mac: Buffer;
+}
+
+/**
+ * Refresh tokens are derived, not stored: token = base64url(session id ‖
+ * generation ‖ HMAC-SHA256(session secret, session id ‖ generation)). The
+ * 256-bit session secret comes from the CSPRNG and is kept encrypted at rest,
+ * so the database holds nothing that could be replayed as a token, and the
+ * successor of a rotated token can be handed out again within the reuse grace
+ * window without ever having been stored (RFC 9700 §4.14.2).
+ */
+export function deriveRefreshToken(secret: Buffer, sessionId: string, generation: number): string {
+  const prefix = tokenPrefix(sessionId, generation);
+  return Buffer.concat([prefix, mac(secret, prefix)]).toString('base64url');
+}
+
+/** Splits a presented token; null when it cannot be one of ours. */
+export function parseRefreshToken(token: string): RefreshTokenParts | null {
+  if (!/^[A-Za-z0-9_-]+$/.test(token)) return null;
+  const bytes = Buffer.from(token, 'base64url');
+  // Re-encoding must give back the same text: rejects padded or non-canonical variants.
+  if (bytes.length !== TOKEN_BYTES || bytes.toString('base64url') !== token) return null;
+  const hex = bytes.subarray(0, UUID_BYTES).toString('hex');
+  const sessionId = `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
+  return {
+    sessionId,
+    generation: bytes.readUInt32BE(UUID_BYTES),
+    mac: bytes.subarray(UUID_BYTES + GENERATION_BYTES),
+  };
+}
+
+/** Constant-time check that `parts` was derived from `secret`. */
+export function refreshTokenMatches(secret: Buffer, parts: RefreshTokenParts): boolean {
+  return timingSafeEqual(mac(secret, tokenPrefix(parts.sessionId, parts.generation)), parts.mac);
+}
+
+function tokenPrefix(sessionId: string, generation: number): Buffer {
+  const prefix = Buffer.alloc(UUID_BYTES + GENERATION_BYTES);
+  Buffer.from(sessionId.replaceAll('-', ''), 'hex').copy(prefix, 0);
+  prefix.writeUInt32BE(generation, UUID_BYTES);
+  return prefix;
+}
+
+function mac(secret: Buffer, prefix: Buffer): Buffer {
+  return createHmac('sha256', secret).update('tessera refresh token v1\0').update(prefix).digest();
+}

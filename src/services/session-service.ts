@@ -1,0 +1,152 @@
+import { randomBytes, randomUUID } from 'node:crypto';
+import type { SecretBox } from '../crypto/secret-box.js';
+import type { SessionRecord, SessionRepository } from '../repositories/session-repository.js';
+import { deriveRefreshToken, parseRefreshToken, refreshTokenMatches } from './refresh-token.js';
+
+/** Lifetimes that govern sessions, in seconds. */
+export interface SessionPolicy {
+  refreshTokenTtl: number;
+  sessionMaxAge: number;
+  refreshReuseGrace: number;
+}
+
+/** Why a refresh token was refused (all answer `invalid_grant`). */
+export type RefreshFailure = 'invalid' | 'revoked' | 'expired' | 'reused';
+
+export type RefreshOutcome =
+  | { ok: true; userId: string; sessionId: string; refreshToken: string }
+  | { ok: false; reason: RefreshFailure; sessionId?: string };
+
+/** Metadata recorded with a session so users can recognise it in their session list. */
+export interface SessionMetadata {
+  userAgent: string | null;
+  ipAddress: string | null;
+}
+
+/**
+ * Sessions and their refresh-token families: start, rotate with reuse
+ * detection (RFC 9700 §4.14.2), list and revoke.
+ */
+export class SessionService {
+  constructor(
+    private readonly sessions: SessionRepository,
+    private readonly box: SecretBox,
+    private readonly policy: SessionPolicy,
+    private readonly now: () => number,
+  ) {}
+
+  /** Opens a session for a user who just proved their credentials; returns its first refresh token. */
+  async start(userId: string, metadata: SessionMetadata): Promise<{ sessionId: string; refreshToken: string }> {
+    const now = this.now();
+    const sessionId = randomUUID();
+    const secret = randomBytes(32);
+    const expiresAt = new Date(now + this.policy.sessionMaxAge * 1000);
+    await this.sessions.create({
+      id: sessionId,
+      userId,
+      secret: this.box.seal(secret, 'session-secret', sessionId),
+      generation: 0,
+      createdAt: new Date(now),
+      lastRotatedAt: new Date(now),
+      refreshExpiresAt: this.#idleExpiry(now, expiresAt),
+      expiresAt,
+      userAgent: metadata.userAgent?.slice(0, 512) ?? null,
+      ipAddress: metadata.ipAddress,
+    });
+    return { sessionId, refreshToken: deriveRefreshToken(secret, sessionId, 0) };
+  }
+
+  /**
+   * Exchanges a refresh token for its successor. The current token rotates
+   * once; any number of concurrent or repeated presentations of it within the
+   * grace window get that same successor, so parallel tabs stay on one chain.
+   * A rotated token presented later is a replay: the whole session is revoked.
+   */
+  async refresh(token: string): Promise<RefreshOutcome> {
+    const parts = parseRefreshToken(token);
+    if (!parts) return { ok: false, reason: 'invalid' };
+    let session = await this.sessions.findById(parts.sessionId);
+    const secret = session && this.#openSecret(session);
+    if (!session || !secret || !refreshTokenMatches(secret, parts)) return { ok: false, reason: 'invalid' };
+
+    for (;;) {
+      const now = this.now();
+      if (session.revokedAt) return { ok: false, reason: 'revoked', sessionId: session.id };
+      if (now >= session.expiresAt.getTime()) return { ok: false, reason: 'expired', sessionId: session.id };
+
+      if (parts.generation === session.generation) {
+        if (now >= session.refreshExpiresAt.getTime()) return { ok: false, reason: 'expired', sessionId: session.id };
+        const rotated = await this.sessions.rotate(
+          session.id,
+          parts.generation,
+          new Date(now),
+          this.#idleExpiry(now, session.expiresAt),
+        );
+        if (rotated) return this.#success(session, secret, parts.generation + 1);
+        // Another request rotated it first: decide again on the fresh state.
+        session = await this.sessions.findById(parts.sessionId);
+        if (!session) return { ok: false, reason: 'invalid' };
+        continue;
+      }
+
+      const withinGrace = now - session.lastRotatedAt.getTime() <= this.policy.refreshReuseGrace * 1000;
+      if (parts.generation === session.generation - 1 && withinGrace) {
+        return this.#success(session, secret, session.generation);
+      }
+      if (parts.generation < session.generation) {
+        await this.sessions.revoke(session.id, 'refresh_token_reuse', new Date(now));
+        return { ok: false, reason: 'reused', sessionId: session.id };
+      }
+      return { ok: false, reason: 'invalid' };
+    }
+  }
+
+  /** RFC 7009: revokes the session a refresh token belongs to; unknown tokens are ignored. */
+  async revokeByToken(token: string): Promise<void> {
+    const parts = parseRefreshToken(token);
+    if (!parts) return;
+    const session = await this.sessions.findById(parts.sessionId);
+    const secret = session && this.#openSecret(session);
+    if (!session || !secret || !refreshTokenMatches(secret, parts)) return;
+    await this.sessions.revoke(session.id, 'logout', new Date(this.now()));
+  }
+
+  /** Whether the session exists and is neither revoked nor expired. */
+  async isActive(sessionId: string): Promise<boolean> {
+    const session = await this.sessions.findById(sessionId);
+    return session !== null && !session.revokedAt && session.expiresAt.getTime() > this.now();
+  }
+
+  list(userId: string): Promise<SessionRecord[]> {
+    return this.sessions.listActiveForUser(userId, new Date(this.now()));
+  }
+
+  revoke(userId: string, sessionId: string): Promise<boolean> {
+    return this.sessions.revoke(sessionId, 'revoked_by_user', new Date(this.now()), userId);
+  }
+
+  revokeAll(userId: string): Promise<number> {
+    return this.sessions.revokeAllForUser(userId, 'logout_all', new Date(this.now()));
+  }
+
+  #success(session: SessionRecord, secret: Buffer, generation: number): RefreshOutcome {
+    return {
+      ok: true,
+      userId: session.userId,
+      sessionId: session.id,
+      refreshToken: deriveRefreshToken(secret, session.id, generation),
+    };
+  }
+
+  #idleExpiry(now: number, sessionExpiresAt: Date): Date {
+    return new Date(Math.min(now + this.policy.refreshTokenTtl * 1000, sessionExpiresAt.getTime()));
+  }
+
+  #openSecret(session: SessionRecord): Buffer | null {
+    try {
+      return this.box.open(session.secret, 'session-secret', session.id);
+    } catch {
+      return null;
+    }
+  }
+}
