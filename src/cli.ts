@@ -1,0 +1,133 @@
+import { existsSync, readFileSync } from 'node:fs';
+import type { FastifyInstance } from 'fastify';
+import { buildApp } from './app.js';
+import { type Config, ConfigError, loadConfig } from './config.js';
+import { applyMigrations } from './db/migrate.js';
+import { ProblemError } from './errors.js';
+import { KeyImportError } from './keys/key-store.js';
+import { version } from './paths.js';
+import { serve } from './server.js';
+
+const USAGE = `tessera ${version}: central authentication service
+
+Usage:
+  tessera serve                      start the HTTP server (applies migrations first)
+  tessera migrate                    apply pending database migrations and exit
+  tessera users create <username>    create a user; the password is read from stdin
+  tessera users disable <username>   disable a user and end all their sessions
+  tessera keys list                  list signing keys (never prints private keys)
+  tessera keys rotate                make a new signing key current; the old one is retired
+  tessera keys import <pem-file>     import an RSA private key (PKCS#1 or PKCS#8 PEM) as the current signing key
+
+Settings come from the environment and from ./.env (see .env.example).`;
+
+/** A command-line mistake: printed with the usage, exit code 2. */
+class UsageError extends Error {}
+
+async function readStdin(): Promise<string> {
+  if (process.stdin.isTTY) process.stderr.write('Password (then Enter and Ctrl-D): ');
+  const chunks: Buffer[] = [];
+  for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
+  // Exactly one trailing line break is the terminator, not part of the password.
+  return Buffer.concat(chunks)
+    .toString('utf8')
+    .replace(/\r?\n$/, '');
+}
+
+/** Builds the app without listening, runs `work` against it, and closes it. */
+async function withApp<T>(config: Config, work: (app: FastifyInstance) => Promise<T>): Promise<T> {
+  const app = buildApp({ ...config, logLevel: config.logLevel === 'info' ? 'warn' : config.logLevel });
+  try {
+    await app.ready();
+    return await work(app);
+  } finally {
+    await app.close();
+  }
+}
+
+/** Runs one `tessera` command; returns the process exit code. */
+export async function main(argv: string[]): Promise<number> {
+  const [command, sub, arg] = argv;
+  if (!command || command === 'help' || command === '--help' || command === '-h') {
+    console.log(USAGE);
+    return 0;
+  }
+  if (command === '--version') {
+    console.log(version);
+    return 0;
+  }
+  if (existsSync('.env')) process.loadEnvFile('.env');
+  const config = loadConfig();
+  switch (command) {
+    case 'serve':
+      await serve(config);
+      return -1; // keep running
+    case 'migrate': {
+      const { applied } = await applyMigrations({ databaseUrl: config.databaseUrl });
+      console.log(applied.length ? `applied: ${applied.join(', ')}` : 'database is up to date');
+      return 0;
+    }
+    case 'users': {
+      if (sub === 'create' && arg) {
+        const password = await readStdin();
+        const user = await withApp(config, (app) => app.services.users.register(arg, password));
+        console.log(JSON.stringify({ id: user.id, username: user.username, createdAt: user.createdAt }));
+        return 0;
+      }
+      if (sub === 'disable' && arg) {
+        const found = await withApp(config, (app) => app.services.users.disable(arg));
+        if (!found) {
+          console.error(`no user named "${arg}"`);
+          return 1;
+        }
+        console.log(`disabled ${arg}; all their sessions ended`);
+        return 0;
+      }
+      throw new UsageError('users takes: create <username> | disable <username>');
+    }
+    case 'keys': {
+      if (sub === 'list') {
+        const keys = await withApp(config, (app) => app.keyStore.list());
+        for (const key of keys) {
+          console.log(
+            [key.kid, key.status, key.createdAt.toISOString(), key.retiredAt?.toISOString() ?? '-'].join('\t'),
+          );
+        }
+        return 0;
+      }
+      if (sub === 'rotate') {
+        const kid = await withApp(config, (app) => app.keyStore.rotate());
+        console.log(`new current signing key: ${kid}`);
+        return 0;
+      }
+      if (sub === 'import' && arg) {
+        const pem = readFileSync(arg, 'utf8');
+        const kid = await withApp(config, (app) => app.keyStore.importPem(pem));
+        console.log(`imported signing key ${kid}; it is now current`);
+        return 0;
+      }
+      throw new UsageError('keys takes: list | rotate | import <pem-file>');
+    }
+    default:
+      throw new UsageError(`unknown command "${command}"`);
+  }
+}
+
+/** Entry point of bin/tessera.js. */
+export async function run(argv = process.argv.slice(2)): Promise<void> {
+  try {
+    const code = await main(argv);
+    if (code >= 0) process.exitCode = code;
+  } catch (error) {
+    if (error instanceof UsageError) {
+      console.error(`${error.message}\n\n${USAGE}`);
+      process.exitCode = 2;
+    } else if (error instanceof ConfigError || error instanceof KeyImportError || error instanceof ProblemError) {
+      console.error(`tessera: ${error.message}`);
+      process.exitCode = 1;
+    } else {
+      console.error('tessera:', error);
+      process.exitCode = 1;
+    }
+  }
+}

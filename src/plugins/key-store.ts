@@ -1,0 +1,39 @@
+import type { FastifyInstance } from 'fastify';
+import fp from 'fastify-plugin';
+import type { Config } from '../config.js';
+import { SecretBox } from '../crypto/secret-box.js';
+import { withMigrationLock } from '../db/migrate.js';
+import { KeyStore } from '../keys/key-store.js';
+import { SigningKeyRepository } from '../repositories/signing-key-repository.js';
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    keyStore: KeyStore;
+  }
+}
+
+/**
+ * Loads the signing keys, creating the first one on first boot (under the
+ * start-up lock, so instances starting together create exactly one), and keeps
+ * them in step with the database while the app runs.
+ */
+export default fp(
+  async function keyStore(app: FastifyInstance, options: { config: Config; now: () => number }) {
+    const { config } = options;
+    const store = new KeyStore(new SigningKeyRepository(app.db.prisma), new SecretBox(config.keyEncryptionSecret), {
+      bits: config.signingKeyBits,
+      accessTokenTtl: config.accessTokenTtl,
+      jwksMaxAge: config.jwksMaxAge,
+      now: options.now,
+    });
+    await withMigrationLock(config.databaseUrl, () => store.ensureCurrentKey());
+    await store.reload();
+    app.log.info({ kid: store.currentKid }, 'signing key loaded');
+    store.startAutoReload(config.keyRefreshInterval, (error) =>
+      app.log.warn({ err: error }, 'signing key reload failed'),
+    );
+    app.decorate('keyStore', store);
+    app.addHook('onClose', async () => store.stopAutoReload());
+  },
+  { name: 'key-store', dependencies: ['database'] },
+);

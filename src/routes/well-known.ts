@@ -1,0 +1,79 @@
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { Type } from 'typebox';
+import type { Config } from '../config.js';
+import { SIGNING_ALGORITHM } from '../keys/key-store.js';
+
+const Jwk = Type.Object({
+  kty: Type.Literal('RSA'),
+  n: Type.String(),
+  e: Type.String(),
+  kid: Type.String(),
+  use: Type.Literal('sig'),
+  alg: Type.Literal('RS256'),
+});
+
+const Metadata = Type.Object({
+  issuer: Type.String(),
+  jwks_uri: Type.String(),
+  token_endpoint: Type.String(),
+  revocation_endpoint: Type.String(),
+  grant_types_supported: Type.Array(Type.String()),
+  response_types_supported: Type.Array(Type.String()),
+  token_endpoint_auth_methods_supported: Type.Array(Type.String()),
+  revocation_endpoint_auth_methods_supported: Type.Array(Type.String()),
+  subject_types_supported: Type.Array(Type.String()),
+  id_token_signing_alg_values_supported: Type.Array(Type.String()),
+  access_token_signing_alg_values_supported: Type.Array(Type.String()),
+  claims_supported: Type.Array(Type.String()),
+});
+
+/** RFC 8414 / OpenID Connect Discovery metadata, and the JWKS (RFC 7517). */
+const wellKnownRoutes: FastifyPluginAsyncTypebox<{ config: Config }> = async (app, { config }) => {
+  const metadata = {
+    issuer: config.issuer,
+    jwks_uri: `${config.issuer}/.well-known/jwks.json`,
+    token_endpoint: `${config.issuer}/oauth/token`,
+    revocation_endpoint: `${config.issuer}/oauth/revoke`,
+    grant_types_supported: ['password', 'refresh_token'],
+    // No authorization endpoint: tessera has no browser redirect flow.
+    response_types_supported: [],
+    token_endpoint_auth_methods_supported: ['none'],
+    revocation_endpoint_auth_methods_supported: ['none'],
+    subject_types_supported: ['public'],
+    id_token_signing_alg_values_supported: [SIGNING_ALGORITHM],
+    access_token_signing_alg_values_supported: [SIGNING_ALGORITHM],
+    claims_supported: ['iss', 'sub', 'aud', 'exp', 'iat', 'jti', 'client_id', 'sid', 'username', 'roles'],
+  };
+  const metadataSchema = {
+    tags: ['discovery'],
+    response: { 200: Metadata },
+  };
+  for (const path of ['/.well-known/openid-configuration', '/.well-known/oauth-authorization-server']) {
+    app.get(path, { schema: { ...metadataSchema, summary: 'Server metadata' } }, async (_request, reply) => {
+      reply.header('cache-control', `public, max-age=${config.jwksMaxAge}`);
+      return metadata;
+    });
+  }
+
+  app.get(
+    '/.well-known/jwks.json',
+    {
+      schema: {
+        tags: ['discovery'],
+        summary: 'Public signing keys (JWKS)',
+        description: 'Public RSA keys only. Supports If-None-Match; served from memory.',
+        response: { 200: Type.Object({ keys: Type.Array(Jwk) }), 304: Type.Null() },
+      },
+    },
+    async (request, reply) => {
+      const { body, etag } = app.keyStore.jwks;
+      reply.header('cache-control', `public, max-age=${config.jwksMaxAge}`).header('etag', etag);
+      if (request.headers['if-none-match'] === etag) return reply.code(304).send(null);
+      // Pre-serialized when the key set changes; Fastify sends a string body as is
+      // (the cast only tells the type provider so; the schema still documents it).
+      return reply.type('application/json; charset=utf-8').send(body as unknown as { keys: never[] });
+    },
+  );
+};
+
+export default wellKnownRoutes;
