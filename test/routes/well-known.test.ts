@@ -1,0 +1,102 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { decodeProtectedHeader } from 'jose';
+import { registerAndLogin, startTestApp, type TestApp } from '../helpers/app.js';
+import { testProviders } from '../helpers/databases.js';
+
+for (const provider of testProviders()) {
+  describe(`discovery, JWKS and health (${provider})`, () => {
+    let t: TestApp;
+    before(async () => {
+      t = await startTestApp(provider);
+    });
+    after(() => t.close());
+
+    it('publishes only public RSA members in the JWKS, cacheable, with an ETag', async () => {
+      const res = await t.app.inject({ url: '/.well-known/jwks.json' });
+      assert.equal(res.statusCode, 200);
+      assert.match(String(res.headers['content-type']), /^application\/json/);
+      assert.match(String(res.headers['cache-control']), /^public, max-age=\d+$/);
+      const { keys } = res.json();
+      assert.equal(keys.length, 1);
+      for (const key of keys) {
+        assert.deepEqual(Object.keys(key).sort(), ['alg', 'e', 'kid', 'kty', 'n', 'use']);
+        assert.equal(key.kty, 'RSA');
+        assert.equal(key.use, 'sig');
+        assert.equal(key.alg, 'RS256');
+        assert.equal(Buffer.from(key.n, 'base64url').length, 256, '2048-bit modulus');
+      }
+      for (const member of ['"d"', '"p"', '"q"', '"dp"', '"dq"', '"qi"']) assert.ok(!res.body.includes(member), member);
+
+      const cached = await t.app.inject({
+        url: '/.well-known/jwks.json',
+        headers: { 'if-none-match': String(res.headers.etag) },
+      });
+      assert.equal(cached.statusCode, 304);
+      assert.equal(cached.body, '');
+    });
+
+    it('uses the RFC 7638 thumbprint as kid and signs tokens with it', async () => {
+      const { calculateJwkThumbprint } = await import('jose');
+      const [key] = (await t.app.inject({ url: '/.well-known/jwks.json' })).json().keys;
+      assert.equal(key.kid, await calculateJwkThumbprint({ kty: key.kty, n: key.n, e: key.e }));
+      const user = await registerAndLogin(t.app);
+      assert.equal(decodeProtectedHeader(user.access_token).kid, key.kid);
+    });
+
+    it('serves discovery metadata whose issuer equals the tokens’ iss', async () => {
+      for (const path of ['/.well-known/openid-configuration', '/.well-known/oauth-authorization-server']) {
+        const res = await t.app.inject({ url: path });
+        assert.equal(res.statusCode, 200);
+        const metadata = res.json();
+        assert.equal(metadata.issuer, 'http://tessera.test');
+        assert.equal(metadata.jwks_uri, 'http://tessera.test/.well-known/jwks.json');
+        assert.equal(metadata.token_endpoint, 'http://tessera.test/oauth/token');
+        assert.equal(metadata.revocation_endpoint, 'http://tessera.test/oauth/revoke');
+        assert.deepEqual(metadata.grant_types_supported, ['password', 'refresh_token']);
+        assert.deepEqual(metadata.access_token_signing_alg_values_supported, ['RS256']);
+      }
+      const user = await registerAndLogin(t.app);
+      const payload = JSON.parse(Buffer.from(user.access_token.split('.')[1]!, 'base64url').toString());
+      assert.equal(payload.iss, 'http://tessera.test');
+    });
+
+    it('reports liveness and readiness', async () => {
+      const health = await t.app.inject({ url: '/healthz' });
+      assert.equal(health.statusCode, 200);
+      assert.deepEqual(health.json(), { status: 'ok' });
+      const ready = await t.app.inject({ url: '/readyz' });
+      assert.equal(ready.statusCode, 200);
+      assert.deepEqual(ready.json(), { status: 'ok', checks: { database: 'ok', signingKey: 'ok' } });
+    });
+
+    it('serves the OpenAPI document built from the route schemas, and its UI', async () => {
+      const doc = (await t.app.inject({ url: '/docs/json' })).json();
+      assert.equal(doc.openapi, '3.1.0');
+      for (const path of [
+        '/v1/users',
+        '/oauth/token',
+        '/oauth/revoke',
+        '/v1/me',
+        '/v1/me/password',
+        '/v1/sessions',
+        '/v1/sessions/{id}',
+        '/.well-known/jwks.json',
+        '/healthz',
+        '/readyz',
+      ]) {
+        assert.ok(doc.paths[path], path);
+      }
+      assert.ok(doc.paths['/oauth/token'].post.responses['200']);
+      assert.ok(doc.paths['/v1/users'].post.responses['409']);
+      const ui = await t.app.inject({ url: '/docs' });
+      assert.ok([200, 302].includes(ui.statusCode));
+    });
+
+    it('answers unknown routes with a 404 problem', async () => {
+      const res = await t.app.inject({ url: '/nope' });
+      assert.equal(res.statusCode, 404);
+      assert.equal(res.json().code, 'not_found');
+    });
+  });
+}
