@@ -96,6 +96,7 @@ export interface ApplyMigrationsOptions {
   databaseUrl: string;
   /** Folder holding `sqlite/` and `postgres/` schema folders; defaults to the project's `prisma/`. */
   prismaRoot?: string;
+  /** Receives the engine's progress messages (never SQL with data: migrations hold none). */
   log?: (message: string) => void;
 }
 
@@ -143,7 +144,10 @@ export async function applyMigrations(options: ApplyMigrationsOptions): Promise<
       provider,
       connection,
       { path: source.schemaPath, content: source.schema },
-      options.log,
+      (line) => {
+        const message = engineMessage(line);
+        if (message) options.log?.(message);
+      },
     );
     try {
       const { appliedMigrationNames } = await engine.applyMigrations({
@@ -195,5 +199,15 @@ async function finishedMigrations(databaseUrl: string): Promise<Set<string>> {
     return new Set(result.rows.map((row) => row.migration_name));
   } finally {
     await client.end().catch(() => {});
+  }
+}
+
+/** The human message of one of the engine's JSON log lines. */
+function engineMessage(line: string): string | null {
+  try {
+    const parsed = JSON.parse(line) as { fields?: { message?: unknown } };
+    return typeof parsed.fields?.message === 'string' ? parsed.fields.message : null;
+  } catch {
+    return null;
   }
 }

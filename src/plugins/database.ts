@@ -18,7 +18,7 @@ export default fp(
   async function database(app: FastifyInstance, options: { config: Config }) {
     const { applied } = await applyMigrations({
       databaseUrl: options.config.databaseUrl,
-      log: (message) => app.log.info(message),
+      log: (message) => app.log.debug({ component: 'schema-engine' }, message),
     });
     if (applied.length > 0) app.log.info({ applied }, 'applied database migrations');
     const db = await openDatabase(options.config.databaseUrl);
