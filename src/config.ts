@@ -31,8 +31,15 @@ export const EnvSchema = Type.Object({
   ALLOW_REGISTRATION: Bool(true, 'Whether POST /v1/users is open to anyone'),
   KEY_ENCRYPTION_SECRET: Type.Optional(Type.String({ minLength: 32 })),
   SIGNING_KEY_BITS: Type.Union([Type.Literal(2048), Type.Literal(3072), Type.Literal(4096)], { default: 2048 }),
+  KEY_ENCRYPTION_SECRET_PREVIOUS: Type.Optional(Type.String({ minLength: 32 })),
+  KEY_ROTATION_INTERVAL: Seconds(30 * 24 * 3600, 'Seconds a signing key signs before the next takes over; 0 = off', 0),
+  KEY_PUBLISH_LEAD: Seconds(24 * 3600, 'Seconds a new key is published in the JWKS before it signs', 1),
   KEY_REFRESH_INTERVAL: Seconds(60, 'How often each instance reloads signing keys from the database', 1),
   JWKS_MAX_AGE: Seconds(300, 'Cache-Control max-age of the JWKS, seconds', 0),
+  CLOCK_LEEWAY: Seconds(60, 'Clock skew tolerated between tessera and verifiers, seconds', 0),
+  SERVICE_CREDENTIALS: Type.Optional(
+    Type.String({ pattern: '^[A-Za-z0-9._~-]+:[^,\\s]{32,}(,[A-Za-z0-9._~-]+:[^,\\s]{32,})*$' }),
+  ),
   ARGON2_MEMORY_COST: Type.Integer({ minimum: 8, maximum: 4 * 1024 * 1024, default: 19456 }),
   ARGON2_TIME_COST: Type.Integer({ minimum: 1, maximum: 100, default: 2 }),
   ARGON2_PARALLELISM: Type.Integer({ minimum: 1, maximum: 64, default: 1 }),
@@ -62,9 +69,19 @@ export interface Config {
   refreshReuseGrace: number;
   allowRegistration: boolean;
   keyEncryptionSecret: string;
+  /** The secret being replaced during `tessera keys rewrap`; still accepted for reading. */
+  previousKeyEncryptionSecret: string | undefined;
   signingKeyBits: 2048 | 3072 | 4096;
+  /** Seconds between scheduled key rotations; 0 turns scheduled rotation off. */
+  keyRotationInterval: number;
+  /** Seconds a `next` key is published before it starts signing. */
+  keyPublishLead: number;
   keyRefreshInterval: number;
+  /** JWKS Cache-Control max-age: JWKS_MAX_AGE, capped so caches always see a `next` key in time. */
   jwksMaxAge: number;
+  clockLeeway: number;
+  /** Services allowed to call /oauth/introspect and /v1/revocations (HTTP Basic), by id. */
+  serviceCredentials: Map<string, string>;
   argon2: { memoryCost: number; timeCost: number; parallelism: number };
   trustProxy: boolean;
   shutdownTimeout: number;
@@ -131,6 +148,11 @@ export function loadConfig(
   if (env.SESSION_MAX_AGE < env.REFRESH_TOKEN_TTL) {
     throw new ConfigError('Invalid configuration:\n  SESSION_MAX_AGE must be at least REFRESH_TOKEN_TTL');
   }
+  if (env.KEY_ROTATION_INTERVAL > 0 && env.KEY_ROTATION_INTERVAL <= env.KEY_PUBLISH_LEAD) {
+    throw new ConfigError(
+      'Invalid configuration:\n  KEY_ROTATION_INTERVAL must be longer than KEY_PUBLISH_LEAD (or 0)',
+    );
+  }
   return {
     env: env.NODE_ENV,
     host: env.HOST,
@@ -146,9 +168,25 @@ export function loadConfig(
     refreshReuseGrace: env.REFRESH_REUSE_GRACE,
     allowRegistration: env.ALLOW_REGISTRATION,
     keyEncryptionSecret: env.KEY_ENCRYPTION_SECRET ?? developmentSecret(env.NODE_ENV, resolve(env.DATA_DIR), warn),
+    previousKeyEncryptionSecret: env.KEY_ENCRYPTION_SECRET_PREVIOUS,
     signingKeyBits: env.SIGNING_KEY_BITS,
+    keyRotationInterval: env.KEY_ROTATION_INTERVAL,
+    keyPublishLead: env.KEY_PUBLISH_LEAD,
     keyRefreshInterval: env.KEY_REFRESH_INTERVAL,
-    jwksMaxAge: env.JWKS_MAX_AGE,
+    // A verifier that cached the JWKS just before a `next` key appeared must
+    // refetch before that key signs: max-age plus one reload interval stays
+    // within half the lead.
+    jwksMaxAge: Math.max(
+      0,
+      Math.min(env.JWKS_MAX_AGE, Math.floor(env.KEY_PUBLISH_LEAD / 2) - env.KEY_REFRESH_INTERVAL),
+    ),
+    clockLeeway: env.CLOCK_LEEWAY,
+    serviceCredentials: new Map(
+      (env.SERVICE_CREDENTIALS ?? '')
+        .split(',')
+        .filter(Boolean)
+        .map((pair) => [pair.slice(0, pair.indexOf(':')), pair.slice(pair.indexOf(':') + 1)] as const),
+    ),
     argon2: {
       memoryCost: env.ARGON2_MEMORY_COST,
       timeCost: env.ARGON2_TIME_COST,
