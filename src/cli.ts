@@ -2,11 +2,14 @@ import { existsSync, readFileSync } from 'node:fs';
 import type { FastifyInstance } from 'fastify';
 import { buildApp } from './app.js';
 import { type Config, ConfigError, loadConfig } from './config.js';
+import { SecretBox } from './crypto/secret-box.js';
 import { applyMigrations } from './db/migrate.js';
 import { ProblemError } from './errors.js';
 import { KeyImportError } from './keys/key-store.js';
 import { version } from './paths.js';
+import { SessionSecretRepository } from './repositories/session-secret-repository.js';
 import { serve } from './server.js';
+import { rewrapSessionSecrets } from './services/secret-rewrap.js';
 
 const USAGE = `tessera ${version}: central authentication service
 
@@ -15,9 +18,12 @@ Usage:
   tessera migrate                    apply pending database migrations and exit
   tessera users create <username>    create a user; the password is read from stdin
   tessera users disable <username>   disable a user and end all their sessions
-  tessera keys list                  list signing keys (never prints private keys)
-  tessera keys rotate                make a new signing key current; the old one is retired
-  tessera keys import <pem-file>     import an RSA private key (PKCS#1 or PKCS#8 PEM) as the current signing key
+  tessera keys list                  list signing keys and their lifecycle (never prints private keys)
+  tessera keys rotate                publish a new key now; it signs after KEY_PUBLISH_LEAD
+  tessera keys revoke <kid>          compromised key: remove it from the JWKS at once
+  tessera keys rewrap                re-encrypt every private key and session secret under
+                                     KEY_ENCRYPTION_SECRET (reading KEY_ENCRYPTION_SECRET_PREVIOUS)
+  tessera keys import <pem-file>     import an RSA private key (PKCS#1 or PKCS#8 PEM); signs after KEY_PUBLISH_LEAD
 
 Settings come from the environment and from ./.env (see .env.example).`;
 
@@ -88,25 +94,54 @@ export async function main(argv: string[]): Promise<number> {
     case 'keys': {
       if (sub === 'list') {
         const keys = await withApp(config, (app) => app.keyStore.list());
+        const time = (date: Date | null) => date?.toISOString() ?? '-';
+        console.log(['kid', 'status', 'created', 'signs from', 'retired', 'revoked'].join('\t'));
         for (const key of keys) {
+          const signsFrom = key.activatedAt ?? key.activatesAt;
           console.log(
-            [key.kid, key.status, key.createdAt.toISOString(), key.retiredAt?.toISOString() ?? '-'].join('\t'),
+            [key.kid, key.status, time(key.createdAt), time(signsFrom), time(key.retiredAt), time(key.revokedAt)].join(
+              '\t',
+            ),
           );
         }
         return 0;
       }
       if (sub === 'rotate') {
-        const kid = await withApp(config, (app) => app.keyStore.rotate());
-        console.log(`new current signing key: ${kid}`);
+        const { kid, activatesAt, created } = await withApp(config, (app) => app.keyStore.rotate());
+        console.log(
+          `${created ? 'published new key' : 'a next key is already published'}: ${kid}; it signs from ${activatesAt.toISOString()}`,
+        );
+        return 0;
+      }
+      if (sub === 'revoke' && arg) {
+        const { revoked, replacement } = await withApp(config, (app) => app.keyStore.revoke(arg));
+        if (!revoked) {
+          console.error(`no signing key with kid "${arg}"`);
+          return 1;
+        }
+        console.log(`revoked ${arg}${replacement ? `; now signing with ${replacement}` : ''}`);
+        return 0;
+      }
+      if (sub === 'rewrap') {
+        const counts = await withApp(config, async (app) => ({
+          signingKeys: await app.keyStore.rewrap(),
+          sessions: await rewrapSessionSecrets(
+            new SessionSecretRepository(app.db.prisma),
+            SecretBox.fromConfig(config),
+          ),
+        }));
+        console.log(
+          `re-encrypted under the current secret: ${counts.signingKeys} signing keys, ${counts.sessions} session secrets`,
+        );
         return 0;
       }
       if (sub === 'import' && arg) {
-        const pem = readFileSync(arg, 'utf8');
-        const kid = await withApp(config, (app) => app.keyStore.importPem(pem));
-        console.log(`imported signing key ${kid}; it is now current`);
+        if (!existsSync(arg)) throw new UsageError(`no such file: ${arg}`);
+        const { kid, activatesAt } = await withApp(config, (app) => app.keyStore.importPem(readFileSync(arg, 'utf8')));
+        console.log(`imported ${kid}; it signs from ${activatesAt.toISOString()}`);
         return 0;
       }
-      throw new UsageError('keys takes: list | rotate | import <pem-file>');
+      throw new UsageError('keys takes: list | rotate | revoke <kid> | rewrap | import <pem-file>');
     }
     default:
       throw new UsageError(`unknown command "${command}"`);

@@ -100,27 +100,86 @@ describe('tessera CLI', () => {
     }
   });
 
-  it('keys rotate makes a new current key and keeps the old one published; keys list never prints private keys', async () => {
+  it('keys rotate publishes a next key, keys revoke replaces a compromised current key, keys list never prints private keys', async () => {
     const before = await tessera(['keys', 'list'], env);
     assert.equal(before.code, 0, before.stderr);
-    const [oldKid] = before.stdout.trim().split('\t');
+    const oldKid = before.stdout.split('\n')[1]?.split('\t')[0];
+    assert.ok(oldKid);
     const rotated = await tessera(['keys', 'rotate'], env);
     assert.equal(rotated.code, 0, rotated.stderr);
-    const newKid = rotated.stdout.match(/new current signing key: (\S+)/)?.[1];
+    const newKid = rotated.stdout.match(/published new key: (\S+);/)?.[1];
     assert.ok(newKid && newKid !== oldKid);
     const list = await tessera(['keys', 'list'], env);
-    assert.match(list.stdout, new RegExp(`${newKid}\\tcurrent`));
-    assert.match(list.stdout, new RegExp(`${oldKid}\\tretired`));
-    assert.ok(!/PRIVATE|"d"/.test(list.stdout));
+    assert.match(list.stdout, new RegExp(`${newKid}\tnext`));
+    assert.match(list.stdout, new RegExp(`${oldKid}\tcurrent`));
+    assert.ok(!/PRIVATE|"d"|v1\./.test(list.stdout));
 
-    const t = await startTestApp('sqlite', { databaseUrl: env.DATABASE_URL! });
+    const jwksKids = async () => {
+      const t = await startTestApp('sqlite', { databaseUrl: env.DATABASE_URL! });
+      try {
+        return new Set(
+          (await t.app.inject({ url: '/.well-known/jwks.json' })).json().keys.map((key: { kid: string }) => key.kid),
+        );
+      } finally {
+        await t.app.close();
+      }
+    };
+    // Published before it signs.
+    assert.deepEqual(await jwksKids(), new Set([newKid, oldKid]));
+
+    const revoked = await tessera(['keys', 'revoke', oldKid], env);
+    assert.equal(revoked.code, 0, revoked.stderr);
+    assert.match(revoked.stdout, new RegExp(`now signing with ${newKid}`));
+    assert.deepEqual(await jwksKids(), new Set([newKid]));
+    assert.equal((await tessera(['keys', 'revoke', 'no-such-kid'], env)).code, 1);
+  });
+
+  it('keys rewrap moves every private key and session secret to a new key-encryption secret', async () => {
+    const database = await createTestDatabase('sqlite');
+    const oldEnv = { DATABASE_URL: database.url, KEY_ENCRYPTION_SECRET: TEST_KEY_ENCRYPTION_SECRET };
+    const newSecret = 'a-brand-new-key-encryption-secret-0123456789';
     try {
-      const kids = (await t.app.inject({ url: '/.well-known/jwks.json' }))
-        .json()
-        .keys.map((key: { kid: string }) => key.kid);
-      assert.deepEqual(new Set(kids), new Set([newKid, oldKid]));
+      await tessera(['users', 'create', 'rewrapped'], oldEnv, 'rewrapped password\n');
+      let refreshToken: string;
+      const before = await startTestApp('sqlite', { databaseUrl: database.url });
+      try {
+        const login = await before.app.inject({
+          method: 'POST',
+          url: '/oauth/token',
+          payload: { grant_type: 'password', username: 'rewrapped', password: 'rewrapped password' },
+        });
+        refreshToken = login.json().refresh_token;
+      } finally {
+        await before.app.close();
+      }
+      const rewrap = await tessera(['keys', 'rewrap'], {
+        ...oldEnv,
+        KEY_ENCRYPTION_SECRET: newSecret,
+        KEY_ENCRYPTION_SECRET_PREVIOUS: TEST_KEY_ENCRYPTION_SECRET,
+      });
+      assert.equal(rewrap.code, 0, rewrap.stderr);
+      assert.match(rewrap.stdout, /1 signing keys, 1 session secrets/);
+
+      // Only the new secret is needed now: the key loads and the session refreshes.
+      const after = await startTestApp('sqlite', {
+        databaseUrl: database.url,
+        env: { KEY_ENCRYPTION_SECRET: newSecret },
+      });
+      try {
+        assert.equal((await after.app.inject({ url: '/readyz' })).statusCode, 200);
+        const refreshed = await after.app.inject({
+          method: 'POST',
+          url: '/oauth/token',
+          payload: { grant_type: 'refresh_token', refresh_token: refreshToken },
+        });
+        assert.equal(refreshed.statusCode, 200, refreshed.body);
+      } finally {
+        await after.app.close();
+      }
+      // And the old secret alone no longer opens anything.
+      await assert.rejects(startTestApp('sqlite', { databaseUrl: database.url }));
     } finally {
-      await t.app.close();
+      await database.drop();
     }
   });
 
@@ -139,6 +198,11 @@ describe('tessera CLI', () => {
       pkcs8,
       generateKeyPairSync('rsa', { modulusLength: 3072 }).privateKey.export({ type: 'pkcs8', format: 'pem' }),
     );
+    // One key waits as `next` at a time; once that one is out of the way the next import is taken.
+    const waiting = await tessera(['keys', 'import', pkcs8], env);
+    assert.equal(waiting.code, 1);
+    assert.match(waiting.stderr, /already waiting/);
+    assert.equal((await tessera(['keys', 'revoke', expectedKid], env)).code, 0);
     assert.equal((await tessera(['keys', 'import', pkcs8], env)).code, 0);
 
     const again = await tessera(['keys', 'import', pkcs1], env);

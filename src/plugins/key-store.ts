@@ -14,23 +14,28 @@ declare module 'fastify' {
 
 /**
  * Loads the signing keys, creating the first one on first boot (under the
- * start-up lock, so instances starting together create exactly one), and keeps
- * them in step with the database while the app runs.
+ * database-wide lock, so instances starting together create exactly one), and
+ * keeps them in step with the rotation schedule and the database while the app
+ * runs (see KeyStore.maintain).
  */
 export default fp(
   async function keyStore(app: FastifyInstance, options: { config: Config; now: () => number }) {
     const { config } = options;
-    const store = new KeyStore(new SigningKeyRepository(app.db.prisma), new SecretBox(config.keyEncryptionSecret), {
+    const store = new KeyStore(new SigningKeyRepository(app.db.prisma), SecretBox.fromConfig(config), {
       bits: config.signingKeyBits,
       accessTokenTtl: config.accessTokenTtl,
-      jwksMaxAge: config.jwksMaxAge,
+      clockLeeway: config.clockLeeway,
+      keyRefreshInterval: config.keyRefreshInterval,
+      rotationInterval: config.keyRotationInterval,
+      publishLead: config.keyPublishLead,
       now: options.now,
+      withLock: (fn) => withMigrationLock(config.databaseUrl, fn),
     });
-    await withMigrationLock(config.databaseUrl, () => store.ensureCurrentKey());
-    await store.reload();
+    const changes = await store.maintain();
+    if (changes.created || changes.promoted) app.log.info(changes, 'signing keys updated');
     app.log.info({ kid: store.currentKid }, 'signing key loaded');
     store.startAutoReload(config.keyRefreshInterval, (error) =>
-      app.log.warn({ err: error }, 'signing key reload failed'),
+      app.log.warn({ err: error }, 'signing key maintenance failed'),
     );
     app.decorate('keyStore', store);
     app.addHook('onClose', async () => store.stopAutoReload());

@@ -30,7 +30,7 @@ export default fp(
     const users = new UserService(new UserRepository(app.db.prisma), hasher, now);
     const sessions = new SessionService(
       new SessionRepository(app.db.prisma),
-      new SecretBox(config.keyEncryptionSecret),
+      SecretBox.fromConfig(config),
       {
         refreshTokenTtl: config.refreshTokenTtl,
         sessionMaxAge: config.sessionMaxAge,

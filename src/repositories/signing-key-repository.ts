@@ -11,6 +11,7 @@ export interface SigningKeyRecord {
   publicJwk: string;
   privateKey: string;
   createdAt: Date;
+  activatesAt: Date | null;
   activatedAt: Date | null;
   retiredAt: Date | null;
   revokedAt: Date | null;
@@ -38,10 +39,19 @@ export class SigningKeyRepository {
     return (await this.prisma.signingKey.count({ where: { kid } })) > 0;
   }
 
+  /** Stores a new key as `next`: published in the JWKS, signing from `activatesAt`. */
+  async insertNext(
+    key: Pick<SigningKeyRecord, 'kid' | 'algorithm' | 'publicJwk' | 'privateKey'>,
+    activatesAt: Date,
+    now: Date,
+  ): Promise<void> {
+    await this.prisma.signingKey.create({ data: { ...key, status: 'next', createdAt: now, activatesAt } });
+  }
+
   /**
-   * Makes `key` the current signing key: the previous current key becomes
-   * retired (still published so the tokens it signed keep verifying), in one
-   * transaction so there is never more or less than one current key.
+   * Makes a new `key` the current signing key at once: the previous current key
+   * becomes retired (still published so the tokens it signed keep verifying),
+   * in one transaction so there is never more or less than one current key.
    */
   async activate(
     key: Pick<SigningKeyRecord, 'kid' | 'algorithm' | 'publicJwk' | 'privateKey'>,
@@ -49,8 +59,42 @@ export class SigningKeyRepository {
   ): Promise<void> {
     await this.prisma.$transaction([
       this.prisma.signingKey.updateMany({ where: { status: 'current' }, data: { status: 'retired', retiredAt: now } }),
-      this.prisma.signingKey.create({ data: { ...key, status: 'current', createdAt: now, activatedAt: now } }),
+      this.prisma.signingKey.create({
+        data: { ...key, status: 'current', createdAt: now, activatesAt: now, activatedAt: now },
+      }),
     ]);
+  }
+
+  /**
+   * Promotes the `next` key `kid` to current and retires the current one, in
+   * one transaction. Returns false when `kid` is no longer a `next` key.
+   */
+  async promote(kid: string, now: Date): Promise<boolean> {
+    return this.prisma.$transaction(async (tx) => {
+      const { count } = await tx.signingKey.updateMany({
+        where: { kid, status: 'next' },
+        data: { status: 'current', activatedAt: now },
+      });
+      if (count !== 1) return false;
+      await tx.signingKey.updateMany({
+        where: { status: 'current', kid: { not: kid } },
+        data: { status: 'retired', retiredAt: now },
+      });
+      return true;
+    });
+  }
+
+  /** Marks a key revoked (compromised); it leaves the JWKS. Returns its previous status, or null if unknown. */
+  async revoke(kid: string, now: Date): Promise<SigningKeyStatus | null> {
+    const key = await this.prisma.signingKey.findUnique({ where: { kid } });
+    if (!key) return null;
+    await this.prisma.signingKey.update({ where: { kid }, data: { status: 'revoked', revokedAt: now } });
+    return key.status as SigningKeyStatus;
+  }
+
+  /** Replaces the sealed private key of `kid` (re-encryption under a new secret). */
+  async updateSealedPrivateKey(kid: string, privateKey: string): Promise<void> {
+    await this.prisma.signingKey.update({ where: { kid }, data: { privateKey } });
   }
 
   /** Deletes retired keys retired before `before`; they signed nothing still valid. */
