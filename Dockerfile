@@ -25,6 +25,8 @@ COPY --from=build /app/dist ./dist
 COPY --from=build /app/bin ./bin
 # Migrations are applied at start-up, so they ship with the image.
 COPY --from=build /app/prisma ./prisma
+# The common-password blocklist read at registration and password change.
+COPY --from=build /app/assets ./assets
 RUN mkdir -p /var/lib/tessera && chown node:node /var/lib/tessera
 USER node
 VOLUME ["/var/lib/tessera"]

@@ -2,15 +2,22 @@ import { randomUUID } from 'node:crypto';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify';
 import { type DestinationStream, pino } from 'pino';
 import type { Config } from './config.js';
+import audit from './plugins/audit.js';
 import authenticate from './plugins/authenticate.js';
 import database from './plugins/database.js';
 import errorHandler from './plugins/error-handler.js';
 import keyStore from './plugins/key-store.js';
 import openapi, { openapiUi } from './plugins/openapi.js';
+import rateLimits from './plugins/rate-limit.js';
+import redis from './plugins/redis.js';
+import security from './plugins/security.js';
+import serviceAuth from './plugins/service-auth.js';
 import services from './plugins/services.js';
 import healthRoutes from './routes/health.js';
+import introspectionRoutes from './routes/introspection.js';
 import meRoutes from './routes/me.js';
 import oauthRoutes from './routes/oauth.js';
+import revocationRoutes from './routes/revocations.js';
 import sessionRoutes from './routes/sessions.js';
 import userRoutes from './routes/users.js';
 import wellKnownRoutes from './routes/well-known.js';
@@ -37,6 +44,7 @@ export const REDACTED_LOG_PATHS = [
   '*.refresh_token',
   '*.privateKey',
   '*.secret',
+  '*.client_secret',
   '*.keyEncryptionSecret',
 ];
 
@@ -62,6 +70,9 @@ export function buildApp(config: Config, options: AppOptions = {}): FastifyInsta
     // Credentials are small: nothing legitimate comes near 64 KiB.
     bodyLimit: 64 * 1024,
     requestTimeout: 30_000,
+    // Slow-loris: idle keep-alive sockets close, and a client has 10 s to send its headers.
+    keepAliveTimeout: 5_000,
+    connectionTimeout: 60_000,
     // Accept a caller's request id (for tracing across services) when it is well-formed.
     requestIdHeader: false,
     genReqId: (request) => {
@@ -73,6 +84,9 @@ export function buildApp(config: Config, options: AppOptions = {}): FastifyInsta
     return503OnClosing: true,
   });
 
+  app.server.headersTimeout = 10_000;
+  app.server.maxHeadersCount = 100;
+
   app.addHook('onSend', async (request, reply) => {
     reply.header('x-request-id', request.id);
   });
@@ -81,11 +95,18 @@ export function buildApp(config: Config, options: AppOptions = {}): FastifyInsta
   app.addSchema(OAuthErrorBody);
 
   app.register(errorHandler);
+  app.register(redis, { config });
+  app.register(rateLimits, { config });
   app.register(openapi, { config });
   app.register(database, { config });
+  app.register(audit, { now });
   app.register(keyStore, { config, now });
   app.register(services, { config, now });
   app.register(authenticate, { config });
+  app.register(serviceAuth, { config });
+  // After start-up work (migrations compile a large wasm module), so the
+  // event-loop delay it caused is not mistaken for overload.
+  app.register(security, { config });
 
   app.register(healthRoutes);
   app.register(wellKnownRoutes, { config });
@@ -93,6 +114,8 @@ export function buildApp(config: Config, options: AppOptions = {}): FastifyInsta
   app.register(userRoutes, { config });
   app.register(meRoutes);
   app.register(sessionRoutes);
+  app.register(revocationRoutes);
+  app.register(introspectionRoutes);
   app.register(openapiUi);
 
   return app;

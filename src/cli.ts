@@ -3,6 +3,7 @@ import type { FastifyInstance } from 'fastify';
 import { buildApp } from './app.js';
 import { type Config, ConfigError, loadConfig } from './config.js';
 import { SecretBox } from './crypto/secret-box.js';
+import { BackupError, backupDatabase, restoreDatabase } from './db/backup.js';
 import { applyMigrations } from './db/migrate.js';
 import { ProblemError } from './errors.js';
 import { KeyImportError } from './keys/key-store.js';
@@ -16,8 +17,11 @@ const USAGE = `tessera ${version}: central authentication service
 Usage:
   tessera serve                      start the HTTP server (applies migrations first)
   tessera migrate                    apply pending database migrations and exit
+  tessera backup <file>              write a consistent backup of the live database to <file>
+  tessera restore <file>             restore a backup into a NEW database (DATABASE_URL)
   tessera users create <username>    create a user; the password is read from stdin
   tessera users disable <username>   disable a user and end all their sessions
+  tessera users audit <username>     print the user's audit events (JSON lines, newest first)
   tessera keys list                  list signing keys and their lifecycle (never prints private keys)
   tessera keys rotate                publish a new key now; it signs after KEY_PUBLISH_LEAD
   tessera keys revoke <kid>          compromised key: remove it from the JWKS at once
@@ -68,6 +72,20 @@ export async function main(argv: string[]): Promise<number> {
     case 'serve':
       await serve(config);
       return -1; // keep running
+    case 'backup': {
+      if (!sub) throw new UsageError('backup takes a file name');
+      const { bytes } = await backupDatabase(config.databaseUrl, sub);
+      console.log(`backup written to ${sub} (${bytes} bytes)`);
+      return 0;
+    }
+    case 'restore': {
+      if (!sub) throw new UsageError('restore takes a file name');
+      await restoreDatabase(config.databaseUrl, sub);
+      // A backup from an older version gets the newer migrations now.
+      const { applied } = await applyMigrations({ databaseUrl: config.databaseUrl });
+      console.log(`restored ${sub}${applied.length ? `; then applied ${applied.join(', ')}` : ''}`);
+      return 0;
+    }
     case 'migrate': {
       const { applied } = await applyMigrations({ databaseUrl: config.databaseUrl });
       console.log(applied.length ? `applied: ${applied.join(', ')}` : 'database is up to date');
@@ -81,7 +99,11 @@ export async function main(argv: string[]): Promise<number> {
         return 0;
       }
       if (sub === 'disable' && arg) {
-        const found = await withApp(config, (app) => app.services.users.disable(arg));
+        const found = await withApp(config, async (app) => {
+          const userId = await app.services.users.disable(arg);
+          if (userId) await app.audit.record({ type: 'user_disabled', userId, details: { by: 'cli' } });
+          return userId;
+        });
         if (!found) {
           console.error(`no user named "${arg}"`);
           return 1;
@@ -89,7 +111,19 @@ export async function main(argv: string[]): Promise<number> {
         console.log(`disabled ${arg}; all their sessions ended`);
         return 0;
       }
-      throw new UsageError('users takes: create <username> | disable <username>');
+      if (sub === 'audit' && arg) {
+        const events = await withApp(config, async (app) => {
+          const user = await app.services.users.findByUsername(arg);
+          return user ? app.audit.listForUser(user.id, 100) : null;
+        });
+        if (!events) {
+          console.error(`no user named "${arg}"`);
+          return 1;
+        }
+        for (const event of events) console.log(JSON.stringify(event));
+        return 0;
+      }
+      throw new UsageError('users takes: create <username> | disable <username> | audit <username>');
     }
     case 'keys': {
       if (sub === 'list') {
@@ -107,14 +141,32 @@ export async function main(argv: string[]): Promise<number> {
         return 0;
       }
       if (sub === 'rotate') {
-        const { kid, activatesAt, created } = await withApp(config, (app) => app.keyStore.rotate());
+        const { kid, activatesAt, created } = await withApp(config, async (app) => {
+          const result = await app.keyStore.rotate();
+          if (result.created) {
+            await app.audit.record({
+              type: 'signing_key_created',
+              details: { kid: result.kid, activatesAt: result.activatesAt.toISOString(), by: 'cli' },
+            });
+          }
+          return result;
+        });
         console.log(
           `${created ? 'published new key' : 'a next key is already published'}: ${kid}; it signs from ${activatesAt.toISOString()}`,
         );
         return 0;
       }
       if (sub === 'revoke' && arg) {
-        const { revoked, replacement } = await withApp(config, (app) => app.keyStore.revoke(arg));
+        const { revoked, replacement } = await withApp(config, async (app) => {
+          const result = await app.keyStore.revoke(arg);
+          if (result.revoked) {
+            await app.audit.record({
+              type: 'signing_key_revoked',
+              details: { kid: arg, replacement: result.replacement, by: 'cli' },
+            });
+          }
+          return result;
+        });
         if (!revoked) {
           console.error(`no signing key with kid "${arg}"`);
           return 1;
@@ -157,7 +209,12 @@ export async function run(argv = process.argv.slice(2)): Promise<void> {
     if (error instanceof UsageError) {
       console.error(`${error.message}\n\n${USAGE}`);
       process.exitCode = 2;
-    } else if (error instanceof ConfigError || error instanceof KeyImportError || error instanceof ProblemError) {
+    } else if (
+      error instanceof ConfigError ||
+      error instanceof KeyImportError ||
+      error instanceof ProblemError ||
+      error instanceof BackupError
+    ) {
       console.error(`tessera: ${error.message}`);
       process.exitCode = 1;
     } else {

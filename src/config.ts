@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { dirname, resolve } from 'node:path';
 import { type Static, Type } from 'typebox';
 import Value from 'typebox/value';
@@ -43,6 +44,18 @@ export const EnvSchema = Type.Object({
   ARGON2_MEMORY_COST: Type.Integer({ minimum: 8, maximum: 4 * 1024 * 1024, default: 19456 }),
   ARGON2_TIME_COST: Type.Integer({ minimum: 1, maximum: 100, default: 2 }),
   ARGON2_PARALLELISM: Type.Integer({ minimum: 1, maximum: 64, default: 1 }),
+  HASH_CONCURRENCY: Type.Optional(Type.Integer({ minimum: 1, maximum: 256 })),
+  HASH_QUEUE_LIMIT: Type.Integer({ minimum: 0, maximum: 100_000, default: 64 }),
+  REDIS_URL: Type.Optional(Type.String({ pattern: '^rediss?://' })),
+  RATE_LIMIT_TOKEN: Type.Integer({ minimum: 0, default: 120 }),
+  RATE_LIMIT_REGISTER: Type.Integer({ minimum: 0, default: 10 }),
+  RATE_LIMIT_PASSWORD: Type.Integer({ minimum: 0, default: 10 }),
+  LOGIN_FREE_ATTEMPTS: Type.Integer({ minimum: 1, default: 5 }),
+  LOGIN_FREE_ATTEMPTS_ACCOUNT: Type.Integer({ minimum: 1, default: 20 }),
+  LOGIN_MAX_DELAY: Seconds(900, 'Longest wait imposed after repeated failed logins, seconds', 1),
+  ALLOWED_ORIGINS: Type.Optional(Type.String({ pattern: '^https?://[^,\\s]+(,https?://[^,\\s]+)*$' })),
+  MAX_EVENT_LOOP_DELAY: Type.Integer({ minimum: 0, default: 1000 }),
+  MAX_HEAP_USED_MB: Type.Integer({ minimum: 0, default: 1024 }),
   TRUST_PROXY: Bool(false, 'Trust X-Forwarded-* headers from a reverse proxy'),
   SHUTDOWN_TIMEOUT: Seconds(10, 'Seconds to finish in-flight requests on SIGTERM', 1),
   LOG_LEVEL: Type.Union(
@@ -83,6 +96,17 @@ export interface Config {
   /** Services allowed to call /oauth/introspect and /v1/revocations (HTTP Basic), by id. */
   serviceCredentials: Map<string, string>;
   argon2: { memoryCost: number; timeCost: number; parallelism: number };
+  /** Password hashing: hashes in flight (default: one per core) and waiting before 503. */
+  hashing: { concurrency: number; queueLimit: number };
+  redisUrl: string | undefined;
+  /** Requests per minute per client IP; 0 = no limit. */
+  rateLimits: { token: number; register: number; password: number };
+  /** Per-account login throttling (see src/services/login-throttle.ts). */
+  loginThrottle: { freeAttempts: number; freeAttemptsAccount: number; maxDelay: number };
+  /** Browser origins allowed by CORS; empty = no cross-origin access. */
+  allowedOrigins: string[];
+  /** Load shedding thresholds; 0 turns one off. */
+  pressure: { maxEventLoopDelay: number; maxHeapUsedBytes: number };
   trustProxy: boolean;
   shutdownTimeout: number;
   logLevel: string;
@@ -192,6 +216,19 @@ export function loadConfig(
       timeCost: env.ARGON2_TIME_COST,
       parallelism: env.ARGON2_PARALLELISM,
     },
+    hashing: {
+      concurrency: env.HASH_CONCURRENCY ?? availableParallelism(),
+      queueLimit: env.HASH_QUEUE_LIMIT,
+    },
+    redisUrl: env.REDIS_URL,
+    rateLimits: { token: env.RATE_LIMIT_TOKEN, register: env.RATE_LIMIT_REGISTER, password: env.RATE_LIMIT_PASSWORD },
+    loginThrottle: {
+      freeAttempts: env.LOGIN_FREE_ATTEMPTS,
+      freeAttemptsAccount: env.LOGIN_FREE_ATTEMPTS_ACCOUNT,
+      maxDelay: env.LOGIN_MAX_DELAY,
+    },
+    allowedOrigins: (env.ALLOWED_ORIGINS ?? '').split(',').filter(Boolean),
+    pressure: { maxEventLoopDelay: env.MAX_EVENT_LOOP_DELAY, maxHeapUsedBytes: env.MAX_HEAP_USED_MB * 1024 * 1024 },
     trustProxy: env.TRUST_PROXY,
     shutdownTimeout: env.SHUTDOWN_TIMEOUT,
     logLevel: env.LOG_LEVEL,

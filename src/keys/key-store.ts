@@ -70,6 +70,8 @@ export class KeyStore {
   #published = new Map<string, PublicSigningKey>();
   #jwks: JwksDocument = serializeJwks([]);
   #timer: NodeJS.Timeout | null = null;
+  /** Told about every change a scheduled maintenance pass makes (for the audit trail). */
+  onMaintenance: ((changes: KeyMaintenance) => Promise<void>) | null = null;
   #lastReload = 0;
 
   constructor(
@@ -232,6 +234,7 @@ export class KeyStore {
       if (running) return;
       running = true;
       this.maintain()
+        .then((changes) => (changes.created || changes.promoted ? this.onMaintenance?.(changes) : undefined))
         .catch(onError)
         .finally(() => {
           running = false;

@@ -26,10 +26,20 @@ declare module '@fastify/jwt' {
   }
 }
 
+/** The outcome of {@link FastifyInstance.verifyAccessToken}; `reason` is safe to show the caller. */
+export type AccessTokenVerification = { ok: true; claims: AccessTokenClaims } | { ok: false; reason: string };
+
 declare module 'fastify' {
   interface FastifyInstance {
     /** onRequest hook: requires a valid access token of an active session, sets `request.user`. */
     authenticate: (request: FastifyRequest, reply: FastifyReply) => Promise<void>;
+    /**
+     * Verifies an access token exactly as `authenticate` does (signature,
+     * header, claims, session state, per-user revocation), for a token that did
+     * not come in the Authorization header (token introspection). Leaves
+     * `request.user` untouched.
+     */
+    verifyAccessToken: (request: FastifyRequest, token: string) => Promise<AccessTokenVerification>;
   }
 }
 
@@ -41,6 +51,13 @@ declare module 'fastify' {
 const FORBIDDEN_HEADERS = ['jku', 'jwk', 'x5u', 'x5c', 'crit'];
 
 class TokenRejected extends Error {}
+
+/**
+ * The token being verified for a request. @fastify/jwt reads it from here
+ * (`extractToken`), so the Bearer header and introspection go through the one
+ * verifier, with the same pinned options and the same per-key verifier cache.
+ */
+const presented = new WeakMap<FastifyRequest, string>();
 
 function unauthorized(description: string | null): ProblemError {
   // RFC 6750 §3.1: no error code when the request carried no token at all.
@@ -80,27 +97,49 @@ export default fp(
         allowedIss: config.issuer,
         allowedAud: config.audience,
         requiredClaims: ['iss', 'sub', 'aud', 'exp', 'iat', 'jti', 'sid'],
+        extractToken: (request: FastifyRequest) => presented.get(request),
       },
     });
+
+    const verifyAccessToken = async (request: FastifyRequest, token: string): Promise<AccessTokenVerification> => {
+      let claims: AccessTokenClaims;
+      const previousUser = request.user;
+      presented.set(request, token);
+      try {
+        claims = await request.jwtVerify();
+      } catch (error) {
+        if (error instanceof TokenRejected) return { ok: false, reason: error.message };
+        const code = (error as { code?: string }).code;
+        return {
+          ok: false,
+          reason:
+            code === 'FST_JWT_AUTHORIZATION_TOKEN_EXPIRED'
+              ? 'the access token has expired'
+              : 'the access token is invalid',
+        };
+      } finally {
+        presented.delete(request);
+        // jwtVerify assigns request.user; only `authenticate` decides who the caller is.
+        request.user = previousUser;
+      }
+      // We hold the session state, so tokens of ended sessions and of users whose
+      // tokens were revoked (logout everywhere, disable) stop working here at once.
+      const status = await app.services.sessions.accessTokenStatus(claims);
+      if (status === 'session_ended') return { ok: false, reason: 'the session has ended' };
+      if (status === 'revoked') return { ok: false, reason: 'the access token has been revoked' };
+      return { ok: true, claims };
+    };
+
+    app.decorate('verifyAccessToken', verifyAccessToken);
 
     app.decorate('authenticate', async (request: FastifyRequest) => {
       const header = request.headers.authorization;
       if (!header) throw unauthorized(null);
       if (!/^Bearer [A-Za-z0-9._~+/-]+=*$/i.test(header))
         throw unauthorized('the Authorization header must be "Bearer <token>"');
-      try {
-        await request.jwtVerify();
-      } catch (error) {
-        if (error instanceof TokenRejected) throw unauthorized(error.message);
-        const code = (error as { code?: string }).code;
-        throw unauthorized(
-          code === 'FST_JWT_AUTHORIZATION_TOKEN_EXPIRED'
-            ? 'the access token has expired'
-            : 'the access token is invalid',
-        );
-      }
-      // We hold the session state, so tokens of ended sessions stop working here at once.
-      if (!(await app.services.sessions.isActive(request.user.sid))) throw unauthorized('the session has ended');
+      const result = await verifyAccessToken(request, header.slice('Bearer '.length));
+      if (!result.ok) throw unauthorized(result.reason);
+      request.user = result.claims;
     });
   },
   { name: 'authenticate', dependencies: ['key-store', 'services'] },

@@ -9,6 +9,7 @@ import {
   type ProblemCode,
   ProblemError,
 } from '../errors.js';
+import { OverloadedError } from '../services/bounded-queue.js';
 
 declare module 'fastify' {
   interface FastifyContextConfig {
@@ -125,7 +126,19 @@ export default fp(
       if (error instanceof OAuthError) return sendOAuth(reply, error.error, error.description);
       if (error instanceof ProblemError) {
         reply.headers(error.headers);
+        if (oauth) {
+          // RFC 6749 has no code for throttling or overload: temporarily_unavailable
+          // with the HTTP status (429/503) and Retry-After says it.
+          const code = error.status === 429 || error.status >= 500 ? 'temporarily_unavailable' : 'invalid_request';
+          return sendOAuth(reply, code, error.detail ?? PROBLEMS[error.code].title, error.status);
+        }
         return sendProblem(request, reply, error.code, error.detail);
+      }
+      if (error instanceof OverloadedError) {
+        reply.header('retry-after', String(error.retryAfter));
+        const detail = 'the service is saturated; retry shortly';
+        if (oauth) return sendOAuth(reply, 'temporarily_unavailable', detail);
+        return sendProblem(request, reply, 'service_unavailable', detail);
       }
       if (error.validation) {
         const errors = validationErrors(error);

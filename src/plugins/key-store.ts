@@ -3,7 +3,7 @@ import fp from 'fastify-plugin';
 import type { Config } from '../config.js';
 import { SecretBox } from '../crypto/secret-box.js';
 import { withMigrationLock } from '../db/migrate.js';
-import { KeyStore } from '../keys/key-store.js';
+import { type KeyMaintenance, KeyStore } from '../keys/key-store.js';
 import { SigningKeyRepository } from '../repositories/signing-key-repository.js';
 
 declare module 'fastify' {
@@ -31,8 +31,13 @@ export default fp(
       now: options.now,
       withLock: (fn) => withMigrationLock(config.databaseUrl, fn),
     });
-    const changes = await store.maintain();
-    if (changes.created || changes.promoted) app.log.info(changes, 'signing keys updated');
+    const recordChanges = async (changes: KeyMaintenance) => {
+      if (changes.created) await app.audit.record({ type: 'signing_key_created', details: { kid: changes.created } });
+      if (changes.promoted)
+        await app.audit.record({ type: 'signing_key_promoted', details: { kid: changes.promoted } });
+    };
+    store.onMaintenance = recordChanges;
+    await recordChanges(await store.maintain());
     app.log.info({ kid: store.currentKid }, 'signing key loaded');
     store.startAutoReload(config.keyRefreshInterval, (error) =>
       app.log.warn({ err: error }, 'signing key maintenance failed'),
@@ -40,5 +45,5 @@ export default fp(
     app.decorate('keyStore', store);
     app.addHook('onClose', async () => store.stopAutoReload());
   },
-  { name: 'key-store', dependencies: ['database'] },
+  { name: 'key-store', dependencies: ['database', 'audit'] },
 );

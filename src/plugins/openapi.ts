@@ -21,7 +21,11 @@ export default fp(
         },
         servers: [{ url: options.config.issuer }],
         components: {
-          securitySchemes: { bearerAuth: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT' } },
+          securitySchemes: {
+            bearerAuth: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT' },
+            // Services listed in SERVICE_CREDENTIALS (introspection, revocation feed).
+            serviceAuth: { type: 'http', scheme: 'basic' },
+          },
         },
       },
       refResolver: { buildLocalReference: (json, _baseUri, _fragment, i) => String(json.$id ?? `def-${i}`) },

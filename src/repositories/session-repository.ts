@@ -26,6 +26,28 @@ export type RevocationReason =
   | 'password_changed'
   | 'user_disabled';
 
+/** What decides whether an access token of a session is still good (see {@link SessionRepository.findAccessState}). */
+export interface SessionAccessState {
+  userId: string;
+  expiresAt: Date;
+  revokedAt: Date | null;
+  /** Access tokens of the user issued before this instant are revoked. */
+  userTokensRevokedAt: Date | null;
+  userDisabledAt: Date | null;
+}
+
+/**
+ * Sets `users.tokens_revoked_at` to `now`, never moving it backwards (an
+ * instance whose clock lags must not shorten an earlier revocation). Meant to
+ * run inside the caller's transaction.
+ */
+export function markTokensRevoked(prisma: PrismaClient, userId: string, now: Date) {
+  return prisma.user.updateMany({
+    where: { id: userId, OR: [{ tokensRevokedAt: null }, { tokensRevokedAt: { lt: now } }] },
+    data: { tokensRevokedAt: now },
+  });
+}
+
 /** Sessions table access. */
 export class SessionRepository {
   constructor(private readonly prisma: PrismaClient) {}
@@ -61,13 +83,46 @@ export class SessionRepository {
     return count === 1;
   }
 
-  /** Revokes every active session of a user; returns how many ended. */
+  /**
+   * Revokes every active session of a user and marks every access token issued
+   * to them before `now` as revoked (`users.tokens_revoked_at`), in one
+   * transaction, so the two commit together; /v1/revocations publishes both
+   * to services that verify tokens locally. Returns how many sessions ended.
+   */
   async revokeAllForUser(userId: string, reason: RevocationReason, now: Date): Promise<number> {
-    const { count } = await this.prisma.session.updateMany({
-      where: { userId, revokedAt: null },
-      data: { revokedAt: now, revokedReason: reason },
+    const [sessions] = await this.prisma.$transaction([
+      this.prisma.session.updateMany({
+        where: { userId, revokedAt: null },
+        data: { revokedAt: now, revokedReason: reason },
+      }),
+      markTokensRevoked(this.prisma, userId, now),
+    ]);
+    return sessions.count;
+  }
+
+  /**
+   * The state an access token of this session depends on: the session itself
+   * and its user's per-user revocation time and disabled flag. One query, read
+   * on every authenticated request.
+   */
+  async findAccessState(id: string): Promise<SessionAccessState | null> {
+    const row = await this.prisma.session.findUnique({
+      where: { id },
+      select: {
+        userId: true,
+        expiresAt: true,
+        revokedAt: true,
+        user: { select: { tokensRevokedAt: true, disabledAt: true } },
+      },
     });
-    return count;
+    if (!row) return null;
+    return {
+      userId: row.userId,
+      expiresAt: row.expiresAt,
+      revokedAt: row.revokedAt,
+      userTokensRevokedAt: row.user.tokensRevokedAt,
+      userDisabledAt: row.user.disabledAt,
+    };
   }
 
   /** Sessions of a user that are neither revoked nor expired, newest first. */

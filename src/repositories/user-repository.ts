@@ -1,4 +1,5 @@
 import type { PrismaClient } from '../db/database.js';
+import { markTokensRevoked } from './session-repository.js';
 
 /** A stored user, as the services see it. */
 export interface UserRecord {
@@ -74,6 +75,11 @@ export class UserRepository {
   /**
    * Sets a new password hash and revokes every other active session of the
    * user in one transaction, so no session opened with the old password survives.
+   *
+   * Deliberately no per-user `tokens_revoked_at` here: the caller keeps their
+   * session, and a per-user time would also kill the access token they are
+   * using right now. Every other access token belongs to one of the sessions
+   * revoked here, so /v1/revocations lists each of them by `sid` instead.
    */
   async changePassword(id: string, passwordHash: string, keepSessionId: string | null, now: Date): Promise<void> {
     await this.prisma.$transaction([
@@ -85,7 +91,11 @@ export class UserRepository {
     ]);
   }
 
-  /** Disables a user and revokes all their sessions; returns false when no such user. */
+  /**
+   * Disables a user, revokes all their sessions and marks every access token
+   * issued to them so far as revoked (`tokens_revoked_at`, published in
+   * /v1/revocations), in one transaction. Returns false when no such user.
+   */
   async disable(usernameKey: string, now: Date): Promise<boolean> {
     const user = await this.prisma.user.findUnique({ where: { usernameKey }, select: { id: true } });
     if (!user) return false;
@@ -95,6 +105,7 @@ export class UserRepository {
         where: { userId: user.id, revokedAt: null },
         data: { revokedAt: now, revokedReason: 'user_disabled' },
       }),
+      markTokensRevoked(this.prisma, user.id, now),
     ]);
     return true;
   }

@@ -1,6 +1,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
 import { ProblemError } from '../errors.js';
+import { auditContext } from '../plugins/audit.js';
 import { Password, problems } from '../schemas.js';
 import { Me } from './users.js';
 
@@ -26,6 +27,44 @@ const meRoutes: FastifyPluginAsyncTypebox = async (app) => {
     },
   );
 
+  app.get(
+    '/v1/me/audit',
+    {
+      onRequest: app.authenticate,
+      schema: {
+        tags: ['account'],
+        summary: 'The security history of the caller’s account (logins, password changes, revocations), newest first',
+        security: bearer,
+        querystring: Type.Object(
+          {
+            // Query strings are text; bodies are validated without type coercion, so the number is a pattern.
+            limit: Type.Optional(
+              Type.String({ pattern: '^(100|[1-9][0-9]?)$', description: 'Events per page, 1 to 100 (50)' }),
+            ),
+            before: Type.Optional(Type.String({ format: 'date-time', description: 'Page: events before this time' })),
+          },
+          { additionalProperties: false },
+        ),
+        response: { 200: Type.Object({ events: Type.Array(AuditEntry) }), ...problems(400, 401, 503) },
+      },
+    },
+    async (request) => {
+      const { limit = '50', before } = request.query;
+      const events = await app.audit.listForUser(
+        request.user.sub,
+        Number(limit),
+        before ? new Date(before) : undefined,
+      );
+      return {
+        events: events.map((event) => ({
+          ...event,
+          details: event.details as Record<string, string | number | boolean | null>,
+          createdAt: event.createdAt.toISOString(),
+        })),
+      };
+    },
+  );
+
   app.post(
     '/v1/me/password',
     {
@@ -44,9 +83,26 @@ const meRoutes: FastifyPluginAsyncTypebox = async (app) => {
     async (request, reply) => {
       const { currentPassword, newPassword } = request.body;
       await app.services.users.changePassword(request.user.sub, request.user.sid, currentPassword, newPassword);
+      await app.audit.record({
+        type: 'password_changed',
+        userId: request.user.sub,
+        sessionId: request.user.sid,
+        ...auditContext(request),
+        details: { otherSessionsEnded: true },
+      });
       return reply.code(204).send(null);
     },
   );
 };
 
 export default meRoutes;
+
+const AuditEntry = Type.Object({
+  id: Type.String(),
+  type: Type.String({ description: 'login_succeeded, login_failed, refresh_token_reuse, password_changed, …' }),
+  sessionId: Type.Union([Type.String(), Type.Null()]),
+  ipAddress: Type.Union([Type.String(), Type.Null()]),
+  userAgent: Type.Union([Type.String(), Type.Null()]),
+  details: Type.Record(Type.String(), Type.Union([Type.String(), Type.Number(), Type.Boolean(), Type.Null()])),
+  createdAt: Type.String({ format: 'date-time' }),
+});

@@ -3,6 +3,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
 import type { Config } from '../config.js';
 import { OAuthError } from '../errors.js';
+import { auditContext } from '../plugins/audit.js';
 import { OAuthErrorRef } from '../schemas.js';
 
 const TokenRequest = Type.Object(
@@ -69,11 +70,12 @@ const oauthRoutes: FastifyPluginAsyncTypebox<{ config: Config }> = async (app, {
         return app.services.tokens.passwordGrant(body.username, body.password, {
           userAgent: request.headers['user-agent'] ?? null,
           ipAddress: request.ip,
+          requestId: String(request.id),
         });
       }
       if (body.grant_type === 'refresh_token') {
         if (!body.refresh_token) throw new OAuthError('invalid_request', 'the refresh_token grant needs refresh_token');
-        return app.services.tokens.refreshGrant(body.refresh_token);
+        return app.services.tokens.refreshGrant(body.refresh_token, auditContext(request));
       }
       throw new OAuthError('unsupported_grant_type', 'grant_type must be password or refresh_token');
     },
@@ -101,7 +103,15 @@ const oauthRoutes: FastifyPluginAsyncTypebox<{ config: Config }> = async (app, {
     },
     async (request, reply) => {
       checkClient(request.body.client_id);
-      await app.services.sessions.revokeByToken(request.body.token);
+      const ended = await app.services.sessions.revokeByToken(request.body.token);
+      if (ended) {
+        await app.audit.record({
+          type: 'session_revoked',
+          ...ended,
+          ...auditContext(request),
+          details: { reason: 'logout' },
+        });
+      }
       reply.header('cache-control', 'no-store');
       return {};
     },

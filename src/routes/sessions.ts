@@ -1,6 +1,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
 import { ProblemError } from '../errors.js';
+import { auditContext } from '../plugins/audit.js';
 import { problems, Timestamp } from '../schemas.js';
 
 const Session = Type.Object({
@@ -59,6 +60,13 @@ const sessionRoutes: FastifyPluginAsyncTypebox = async (app) => {
     async (request, reply) => {
       const ended = await app.services.sessions.revoke(request.user.sub, request.params.id);
       if (!ended) throw new ProblemError('not_found', 'no active session with that id');
+      await app.audit.record({
+        type: 'session_revoked',
+        userId: request.user.sub,
+        sessionId: request.params.id,
+        ...auditContext(request),
+        details: { reason: 'revoked_by_user' },
+      });
       return reply.code(204).send(null);
     },
   );
@@ -75,7 +83,14 @@ const sessionRoutes: FastifyPluginAsyncTypebox = async (app) => {
       },
     },
     async (request, reply) => {
-      await app.services.sessions.revokeAll(request.user.sub);
+      const count = await app.services.sessions.revokeAll(request.user.sub);
+      await app.audit.record({
+        type: 'sessions_revoked',
+        userId: request.user.sub,
+        sessionId: request.user.sid,
+        ...auditContext(request),
+        details: { reason: 'logout_all', count },
+      });
       return reply.code(204).send(null);
     },
   );

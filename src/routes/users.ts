@@ -2,6 +2,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
 import type { Config } from '../config.js';
 import { ProblemError } from '../errors.js';
+import { auditContext } from '../plugins/audit.js';
 import type { UserRecord } from '../repositories/user-repository.js';
 import { Password, problems, Timestamp, Username } from '../schemas.js';
 
@@ -38,6 +39,7 @@ const userRoutes: FastifyPluginAsyncTypebox<{ config: Config }> = async (app, { 
     async (request, reply) => {
       if (!config.allowRegistration) throw new ProblemError('registration_disabled');
       const user = await app.services.users.register(request.body.username, request.body.password);
+      await app.audit.record({ type: 'user_registered', userId: user.id, ...auditContext(request) });
       return reply.code(201).send(publicUser(user));
     },
   );

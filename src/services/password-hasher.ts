@@ -1,4 +1,5 @@
 import argon2 from 'argon2';
+import { BoundedQueue, OverloadedError } from './bounded-queue.js';
 
 /** argon2id cost parameters (OWASP: m=19456 KiB, t=2, p=1). */
 export interface Argon2Parameters {
@@ -22,21 +23,42 @@ export function normalizePassword(password: string): string {
   return password.normalize('NFKC');
 }
 
-/** argon2id hashing with the configured parameters, run on libuv's thread pool. */
+/** How many hashes run at once and how many may wait. */
+export interface HashingLimits {
+  concurrency: number;
+  queueLimit: number;
+}
+
+/**
+ * argon2id hashing with the configured parameters. The work runs on libuv's
+ * thread pool, never on the event loop, through a {@link BoundedQueue}: at most
+ * `concurrency` hashes in flight (one per core by default) and `queueLimit`
+ * waiting; beyond that {@link OverloadedError} is thrown and the request gets
+ * 503 with Retry-After at once.
+ */
 export class PasswordHasher {
   #dummyHash: Promise<string> | null = null;
+  readonly queue: BoundedQueue;
 
-  constructor(private readonly parameters: Argon2Parameters) {}
+  constructor(
+    private readonly parameters: Argon2Parameters,
+    limits: HashingLimits = { concurrency: 1, queueLimit: 64 },
+  ) {
+    this.queue = new BoundedQueue(limits.concurrency, limits.queueLimit);
+  }
 
   hash(password: string): Promise<string> {
-    return argon2.hash(normalizePassword(password), { type: argon2.argon2id, ...this.parameters });
+    return this.queue.run(() =>
+      argon2.hash(normalizePassword(password), { type: argon2.argon2id, ...this.parameters }),
+    );
   }
 
   async verify(hash: string, password: string): Promise<PasswordCheck> {
     let ok = false;
     try {
-      ok = await argon2.verify(hash, normalizePassword(password));
-    } catch {
+      ok = await this.queue.run(() => argon2.verify(hash, normalizePassword(password)));
+    } catch (error) {
+      if (error instanceof OverloadedError) throw error;
       // A malformed stored hash matches nothing.
       return { ok: false, needsRehash: false };
     }

@@ -15,7 +15,18 @@ export type RefreshFailure = 'invalid' | 'revoked' | 'expired' | 'reused';
 
 export type RefreshOutcome =
   | { ok: true; userId: string; sessionId: string; refreshToken: string }
-  | { ok: false; reason: RefreshFailure; sessionId?: string };
+  | { ok: false; reason: RefreshFailure; sessionId?: string; userId?: string };
+
+/** Whether a verified access token is still good (see {@link SessionService.accessTokenStatus}). */
+export type AccessTokenStatus = 'active' | 'session_ended' | 'revoked';
+
+/** A current refresh token, as introspection reports it. */
+export interface RefreshTokenInfo {
+  userId: string;
+  sessionId: string;
+  /** When this token stops working unused (idle expiry, capped at the session's absolute end). */
+  expiresAt: Date;
+}
 
 /** Metadata recorded with a session so users can recognise it in their session list. */
 export interface SessionMetadata {
@@ -95,26 +106,63 @@ export class SessionService {
       }
       if (parts.generation < session.generation) {
         await this.sessions.revoke(session.id, 'refresh_token_reuse', new Date(now));
-        return { ok: false, reason: 'reused', sessionId: session.id };
+        return { ok: false, reason: 'reused', sessionId: session.id, userId: session.userId };
       }
       return { ok: false, reason: 'invalid' };
     }
   }
 
   /** RFC 7009: revokes the session a refresh token belongs to; unknown tokens are ignored. */
-  async revokeByToken(token: string): Promise<void> {
+  async revokeByToken(token: string): Promise<{ sessionId: string; userId: string } | null> {
     const parts = parseRefreshToken(token);
-    if (!parts) return;
+    if (!parts) return null;
     const session = await this.sessions.findById(parts.sessionId);
     const secret = session && this.#openSecret(session);
-    if (!session || !secret || !refreshTokenMatches(secret, parts)) return;
-    await this.sessions.revoke(session.id, 'logout', new Date(this.now()));
+    if (!session || !secret || !refreshTokenMatches(secret, parts)) return null;
+    const ended = await this.sessions.revoke(session.id, 'logout', new Date(this.now()));
+    return ended ? { sessionId: session.id, userId: session.userId } : null;
   }
 
   /** Whether the session exists and is neither revoked nor expired. */
   async isActive(sessionId: string): Promise<boolean> {
     const session = await this.sessions.findById(sessionId);
     return session !== null && !session.revokedAt && session.expiresAt.getTime() > this.now();
+  }
+
+  /**
+   * Whether an access token whose signature and claims already verified is
+   * still good, on the state only tessera holds: its session must be active
+   * and belong to `sub`, the user must not be disabled, and the token must not
+   * predate the user's `tokensRevokedAt` (the same rule /v1/revocations
+   * publishes: revoked when `iat * 1000 < tokensRevokedAt`).
+   */
+  async accessTokenStatus(claims: { sid: string; sub: string; iat: number }): Promise<AccessTokenStatus> {
+    const state = await this.sessions.findAccessState(claims.sid);
+    if (!state || state.userId !== claims.sub) return 'session_ended';
+    if (state.revokedAt || state.expiresAt.getTime() <= this.now()) return 'session_ended';
+    if (state.userDisabledAt) return 'revoked';
+    // The per-user revocation time (logout everywhere, disable) is not checked
+    // here: it revoked every session that existed then, so an active session was
+    // opened after it, and its tokens are good even when issued in the same second.
+    return 'active';
+  }
+
+  /**
+   * RFC 7662 view of a refresh token, without side effects: never rotates and
+   * never treats a replay as reuse. Only the current generation of an active,
+   * unexpired session counts; a rotated token is inactive even inside the
+   * reuse grace window (it is no longer the token the client should hold).
+   */
+  async inspect(token: string): Promise<RefreshTokenInfo | null> {
+    const parts = parseRefreshToken(token);
+    if (!parts) return null;
+    const session = await this.sessions.findById(parts.sessionId);
+    const secret = session && this.#openSecret(session);
+    if (!session || !secret || !refreshTokenMatches(secret, parts)) return null;
+    const now = this.now();
+    if (session.revokedAt || parts.generation !== session.generation) return null;
+    if (now >= session.expiresAt.getTime() || now >= session.refreshExpiresAt.getTime()) return null;
+    return { userId: session.userId, sessionId: session.id, expiresAt: session.refreshExpiresAt };
   }
 
   list(userId: string): Promise<SessionRecord[]> {

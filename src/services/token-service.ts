@@ -1,9 +1,12 @@
 import { randomUUID } from 'node:crypto';
-import { OAuthError } from '../errors.js';
+import { OAuthError, ProblemError } from '../errors.js';
 import type { KeyStore } from '../keys/key-store.js';
 import type { UserRecord } from '../repositories/user-repository.js';
+import type { AuditContext, AuditLog } from './audit-log.js';
+import type { LoginThrottle } from './login-throttle.js';
 import type { SessionMetadata, SessionService } from './session-service.js';
 import type { UserService } from './user-service.js';
+import { canonicalUsername } from './usernames.js';
 
 /** RFC 6749 §5.1 successful token response. */
 export interface TokenResponse {
@@ -36,21 +39,60 @@ export class TokenService {
     private readonly keys: KeyStore,
     private readonly policy: TokenPolicy,
     private readonly now: () => number,
+    private readonly throttle: LoginThrottle,
+    private readonly audit: AuditLog,
   ) {}
 
-  /** Resource owner password credentials grant: checks the credentials and opens a session. */
-  async passwordGrant(username: string, password: string, metadata: SessionMetadata): Promise<TokenResponse> {
+  /**
+   * Resource owner password credentials grant: checks the credentials and
+   * opens a session. Throttled per account before any hashing is spent.
+   */
+  async passwordGrant(
+    username: string,
+    password: string,
+    metadata: SessionMetadata & { requestId?: string },
+  ): Promise<TokenResponse> {
+    const context = { ipAddress: metadata.ipAddress, userAgent: metadata.userAgent, requestId: metadata.requestId };
+    const canonical = canonicalUsername(username);
+    const throttleKey = 'error' in canonical ? username.toLowerCase().slice(0, 256) : canonical.key;
+    const ip = metadata.ipAddress ?? 'unknown';
+    const decision = await this.throttle.check(throttleKey, ip);
+    if (!decision.allowed) {
+      await this.audit.record({ type: 'login_throttled', ...context, details: { retryAfter: decision.retryAfter } });
+      throw new ProblemError('too_many_attempts', `too many failed login attempts; retry in ${decision.retryAfter} s`, {
+        'retry-after': String(decision.retryAfter),
+      });
+    }
     const user = await this.users.authenticate(username, password);
     // One answer for unknown user, wrong password and disabled account.
-    if (!user) throw new OAuthError('invalid_grant', 'the username or password is wrong');
+    if (!user) {
+      await this.throttle.recordFailure(throttleKey, ip);
+      // No username in the event: people type passwords into username fields.
+      await this.audit.record({ type: 'login_failed', ...context });
+      throw new OAuthError('invalid_grant', 'the username or password is wrong');
+    }
+    await this.throttle.recordSuccess(throttleKey, ip);
     const { sessionId, refreshToken } = await this.sessions.start(user.id, metadata);
+    await this.audit.record({ type: 'login_succeeded', userId: user.id, sessionId, ...context });
     return this.#respond(user, sessionId, refreshToken);
   }
 
   /** Refresh grant: rotates the refresh token and issues a fresh access token. */
-  async refreshGrant(refreshToken: string): Promise<TokenResponse> {
+  async refreshGrant(refreshToken: string, context: AuditContext = {}): Promise<TokenResponse> {
     const outcome = await this.sessions.refresh(refreshToken);
-    if (!outcome.ok) throw new OAuthError('invalid_grant', REFRESH_FAILURES[outcome.reason]);
+    if (!outcome.ok) {
+      if (outcome.reason === 'reused') {
+        // RFC 9700 §4.14.2: a replayed refresh token; the whole session was revoked.
+        await this.audit.record({
+          type: 'refresh_token_reuse',
+          sessionId: outcome.sessionId ?? null,
+          userId: outcome.userId ?? null,
+          ...context,
+          details: { revoked: 'session' },
+        });
+      }
+      throw new OAuthError('invalid_grant', REFRESH_FAILURES[outcome.reason]);
+    }
     const user = await this.users.findById(outcome.userId);
     if (!user || user.disabledAt) throw new OAuthError('invalid_grant', REFRESH_FAILURES.revoked);
     return this.#respond(user, outcome.sessionId, outcome.refreshToken);

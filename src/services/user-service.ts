@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { ProblemError } from '../errors.js';
 import type { UserRecord, UserRepository } from '../repositories/user-repository.js';
+import { defaultBlocklist } from './password-blocklist.js';
 import type { PasswordHasher } from './password-hasher.js';
 import { canonicalUsername } from './usernames.js';
 
@@ -16,6 +17,21 @@ export function passwordProblem(password: string): string | null {
   return null;
 }
 
+/**
+ * NIST SP 800-63B §5.1.1.2: refuses a new password found in the bundled list
+ * of commonly used and breached passwords (assets/common-passwords.bin).
+ */
+function refuseCommonPassword(password: string): void {
+  const problem = passwordProblem(password);
+  if (problem) throw new ProblemError('validation_failed', problem);
+  if (defaultBlocklist().has(password)) {
+    throw new ProblemError(
+      'password_too_common',
+      'this password appears in lists of common and breached passwords; choose another',
+    );
+  }
+}
+
 /** Registration, credential checks and password changes. */
 export class UserService {
   constructor(
@@ -28,8 +44,7 @@ export class UserService {
   async register(username: string, password: string, roles: string[] = []): Promise<UserRecord> {
     const canonical = canonicalUsername(username);
     if ('error' in canonical) throw new ProblemError('validation_failed', canonical.error);
-    const problem = passwordProblem(password);
-    if (problem) throw new ProblemError('validation_failed', problem);
+    refuseCommonPassword(password);
     const user = await this.users.create({
       id: randomUUID(),
       username: canonical.display,
@@ -77,15 +92,22 @@ export class UserService {
     if (!user || user.disabledAt) throw new ProblemError('unauthorized', 'the account is not active');
     const check = await this.hasher.verify(user.passwordHash, currentPassword);
     if (!check.ok) throw new ProblemError('invalid_current_password');
-    const problem = passwordProblem(newPassword);
-    if (problem) throw new ProblemError('validation_failed', problem);
+    refuseCommonPassword(newPassword);
     await this.users.changePassword(userId, await this.hasher.hash(newPassword), keepSessionId, new Date(this.now()));
   }
 
-  /** Disables an account and ends its sessions; false when there is no such user. */
-  async disable(username: string): Promise<boolean> {
+  /** Disables an account and ends its sessions; returns the user's id, or null when there is no such user. */
+  async disable(username: string): Promise<string | null> {
     const canonical = canonicalUsername(username);
-    if ('error' in canonical) return false;
-    return this.users.disable(canonical.key, new Date(this.now()));
+    if ('error' in canonical) return null;
+    const user = await this.users.findByUsernameKey(canonical.key);
+    if (!user) return null;
+    return (await this.users.disable(canonical.key, new Date(this.now()))) ? user.id : null;
+  }
+
+  /** The user with this username (compared as registration does), or null. */
+  async findByUsername(username: string): Promise<UserRecord | null> {
+    const canonical = canonicalUsername(username);
+    return 'error' in canonical ? null : this.users.findByUsernameKey(canonical.key);
   }
 }

@@ -21,6 +21,12 @@ export function testConfig(databaseUrl: string, env: Record<string, string> = {}
     ARGON2_MEMORY_COST: '1024',
     ARGON2_TIME_COST: '1',
     LOG_LEVEL: 'silent',
+    // Suites drive many requests from one address; test/security/throttling.test.ts turns limits on.
+    RATE_LIMIT_TOKEN: '0',
+    RATE_LIMIT_REGISTER: '0',
+    RATE_LIMIT_PASSWORD: '0',
+    // Two cores shared by parallel suites: lag is not overload here; test/security/overload.test.ts tests shedding.
+    MAX_EVENT_LOOP_DELAY: '0',
     ...env,
   });
 }

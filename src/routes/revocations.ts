@@ -1,0 +1,71 @@
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { Type } from 'typebox';
+import { ProblemError } from '../errors.js';
+import { problems, Timestamp } from '../schemas.js';
+
+const RevocationFeed = Type.Object(
+  {
+    now: Timestamp,
+    windowStart: Type.String({
+      format: 'date-time',
+      description: 'now − (ACCESS_TOKEN_TTL + CLOCK_LEEWAY); older entries are omitted',
+    }),
+    sessions: Type.Array(Type.Object({ sid: Type.String(), revokedAt: Timestamp }), {
+      description: 'An access token whose `sid` is listed is revoked',
+    }),
+    users: Type.Array(Type.Object({ sub: Type.String(), revokedBefore: Timestamp }), {
+      description: 'An access token whose `sub` is listed is revoked when `iat * 1000 < Date.parse(revokedBefore)`',
+    }),
+  },
+  { description: 'Revocations that can still affect unexpired access tokens' },
+);
+
+/** The revocation feed for services that verify access tokens locally (see README). */
+const revocationRoutes: FastifyPluginAsyncTypebox = async (app) => {
+  app.get(
+    '/v1/revocations',
+    {
+      onRequest: app.authenticateService,
+      schema: {
+        tags: ['revocations'],
+        security: [{ serviceAuth: [] }],
+        summary: 'Revoked sessions and users, for services that verify access tokens locally',
+        description:
+          'HTTP Basic with a SERVICE_CREDENTIALS pair. Poll it (it may be cached for 5 s) and reject access ' +
+          'tokens whose `sid` is listed, or whose `sub` is listed with `iat * 1000 < revokedBefore`.',
+        querystring: Type.Object({
+          since: Type.Optional(
+            Type.String({
+              format: 'date-time',
+              description:
+                'Only entries after this instant (RFC 3339 date-time with a time zone, e.g. a previous `now`)',
+            }),
+          ),
+        }),
+        response: { 200: RevocationFeed, ...problems(400, 401, 503) },
+      },
+    },
+    async (request, reply) => {
+      const { since } = request.query;
+      let sinceDate: Date | undefined;
+      if (since !== undefined) {
+        const ms = Date.parse(since);
+        // The `date-time` format admits a few forms Date.parse cannot read (a leap
+        // second, an offset without minutes); a NaN must never reach the query.
+        if (Number.isNaN(ms)) {
+          throw new ProblemError(
+            'validation_failed',
+            'since must be an RFC 3339 date-time such as 2030-01-01T00:00:00Z',
+          );
+        }
+        sinceDate = new Date(ms);
+      }
+      const feed = await app.services.revocations.feed(sinceDate);
+      // Verifiers poll; five seconds of caching bounds the load without delaying revocation much.
+      reply.header('cache-control', 'private, max-age=5');
+      return feed;
+    },
+  );
+};
+
+export default revocationRoutes;

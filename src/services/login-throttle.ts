@@ -1,0 +1,93 @@
+import { createHash } from 'node:crypto';
+import type { CounterStore } from './counter-store.js';
+
+/** Throttling thresholds (see LOGIN_* in .env.example). */
+export interface LoginThrottlePolicy {
+  /** Failures for one username from one IP before delays start. */
+  freeAttempts: number;
+  /** Failures for one username from IPs that never logged into it, before delays start for those IPs. */
+  freeAttemptsAccount: number;
+  /** Longest delay, seconds: reached after enough doublings, it acts as a temporary block. */
+  maxDelay: number;
+}
+
+export type ThrottleDecision = { allowed: true } | { allowed: false; retryAfter: number };
+
+/** How long an IP that logged into an account stays "known" for it. */
+const KNOWN_IP_TTL = 30 * 24 * 3600;
+
+/**
+ * Per-account protection against password guessing (OWASP ASVS V2.2.1)
+ * that does not let an attacker lock the real user out:
+ *
+ * - failures per (username, IP): after `freeAttempts`, each further failure
+ *   doubles the wait before the next attempt from that IP, up to `maxDelay`;
+ * - failures per username from IPs that have never logged into it: the same
+ *   with `freeAttemptsAccount`, which slows a guessing campaign spread over
+ *   many IPs — but an IP the user has logged in from before is exempt from
+ *   this account-wide counter, so the user still gets in from their usual
+ *   network while the account is under attack elsewhere.
+ *
+ * A successful login resets both. The decision is the same whether or not
+ * the username exists, so throttling reveals nothing about accounts.
+ */
+export class LoginThrottle {
+  constructor(
+    private readonly store: CounterStore,
+    private readonly policy: LoginThrottlePolicy,
+    private readonly now: () => number,
+  ) {}
+
+  /** Whether a login attempt for `usernameKey` from `ip` may proceed now. */
+  async check(usernameKey: string, ip: string): Promise<ThrottleDecision> {
+    const keys = this.#keys(usernameKey, ip);
+    const [pair, account, known] = await Promise.all([
+      this.store.get(keys.pair),
+      this.store.get(keys.account),
+      this.store.hasFlag(keys.known),
+    ]);
+    const now = this.now();
+    const waits = [this.#wait(pair, this.policy.freeAttempts, now)];
+    if (!known) waits.push(this.#wait(account, this.policy.freeAttemptsAccount, now));
+    const retryAfter = Math.max(...waits);
+    return retryAfter > 0 ? { allowed: false, retryAfter } : { allowed: true };
+  }
+
+  /** Records a failed attempt (wrong password or unknown user: the same). */
+  async recordFailure(usernameKey: string, ip: string): Promise<void> {
+    const keys = this.#keys(usernameKey, ip);
+    const ttl = this.policy.maxDelay * 4;
+    const known = await this.store.hasFlag(keys.known);
+    await Promise.all([
+      this.store.increment(keys.pair, this.now(), ttl),
+      // A known IP's typos do not count against the account as a whole.
+      known ? Promise.resolve() : this.store.increment(keys.account, this.now(), ttl),
+    ]);
+  }
+
+  /** A successful login: forget the failures and remember the IP for this account. */
+  async recordSuccess(usernameKey: string, ip: string): Promise<void> {
+    const keys = this.#keys(usernameKey, ip);
+    await this.store.delete(keys.pair, keys.account);
+    await this.store.setFlag(keys.known, KNOWN_IP_TTL);
+  }
+
+  /** Seconds to wait before the next attempt is allowed under one counter. */
+  #wait(counter: { count: number; last: number } | null, free: number, now: number): number {
+    if (!counter || counter.count < free) return 0;
+    const delay = Math.min(2 ** (counter.count - free), this.policy.maxDelay) * 1000;
+    const remaining = counter.last + delay - now;
+    return remaining > 0 ? Math.ceil(remaining / 1000) : 0;
+  }
+
+  #keys(usernameKey: string, ip: string) {
+    // Hashed so that usernames and addresses are not stored in the clear in Redis.
+    const user = digest(usernameKey);
+    const pair = digest(`${usernameKey}\0${ip}`);
+    return { pair: `login:pair:${pair}`, account: `login:account:${user}`, known: `login:known:${pair}` };
+  }
+}
+
+function digest(value: string): string {
+  return createHash('sha256').update(value).digest('base64url').slice(0, 22);
+}
