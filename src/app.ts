@@ -1,7 +1,8 @@
 import { randomUUID } from 'node:crypto';
-import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply, LogController } from 'fastify';
 import { type DestinationStream, pino } from 'pino';
 import type { Config } from './config.js';
+import { PROBLEMS } from './errors.js';
 import audit from './plugins/audit.js';
 import authenticate from './plugins/authenticate.js';
 import database from './plugins/database.js';
@@ -82,6 +83,22 @@ export function buildApp(config: Config, options: AppOptions = {}): FastifyInsta
     logController: new LogController({ requestIdLogLabel: 'requestId' }),
     ajv: { customOptions: { coerceTypes: false } },
     return503OnClosing: true,
+    // Errors Fastify raises before routing (a malformed percent-encoding in the
+    // path) bypass the error handler: answer them in the documented shape too.
+    frameworkErrors: (error, request, reply) => {
+      (reply as FastifyReply)
+        .code(400)
+        .type('application/problem+json')
+        .header('x-request-id', request.id)
+        .send({
+          type: 'urn:tessera:problem:bad_request',
+          title: PROBLEMS.bad_request.title,
+          status: 400,
+          detail: error.code === 'FST_ERR_BAD_URL' ? 'the request path is not valid percent-encoding' : error.message,
+          code: 'bad_request',
+          requestId: String(request.id),
+        });
+    },
   });
 
   app.server.headersTimeout = 10_000;

@@ -59,8 +59,12 @@ export async function openDatabase(databaseUrl: string, options: OpenDatabaseOpt
   const pool = new pg.Pool({
     connectionString: databaseUrl,
     max: options.poolSize ?? 10,
-    // Fail fast when the database is down instead of queueing requests forever.
+    // Fail fast when the database is down instead of queueing requests forever:
+    // a new connection gets 3 s, a query 5 s (client side, so a database that
+    // stops answering without closing the socket cannot hang a request).
     connectionTimeoutMillis: 3000,
+    query_timeout: 5000,
+    statement_timeout: 5000,
     idleTimeoutMillis: 30_000,
   });
   // An idle connection dropped by the server must not crash the process.
