@@ -9,6 +9,7 @@ import database from './plugins/database.js';
 import errorHandler from './plugins/error-handler.js';
 import keyStore from './plugins/key-store.js';
 import openapi, { openapiUi } from './plugins/openapi.js';
+import pruner from './plugins/pruner.js';
 import rateLimits from './plugins/rate-limit.js';
 import redis from './plugins/redis.js';
 import security from './plugins/security.js';
@@ -119,6 +120,7 @@ export function buildApp(config: Config, options: AppOptions = {}): FastifyInsta
   app.register(audit, { now });
   app.register(keyStore, { config, now });
   app.register(services, { config, now });
+  app.register(pruner, { config, now });
   app.register(authenticate, { config });
   app.register(serviceAuth, { config });
   // After start-up work (migrations compile a large wasm module), so the

@@ -44,6 +44,8 @@ export const EnvSchema = Type.Object({
   ARGON2_MEMORY_COST: Type.Integer({ minimum: 8, maximum: 4 * 1024 * 1024, default: 19456 }),
   ARGON2_TIME_COST: Type.Integer({ minimum: 1, maximum: 100, default: 2 }),
   ARGON2_PARALLELISM: Type.Integer({ minimum: 1, maximum: 64, default: 1 }),
+  PRUNE_INTERVAL: Seconds(3600, 'Seconds between deletions of ended sessions and old audit events; 0 = off', 0),
+  AUDIT_RETENTION_DAYS: Type.Integer({ minimum: 1, default: 90 }),
   HASH_CONCURRENCY: Type.Optional(Type.Integer({ minimum: 1, maximum: 256 })),
   HASH_QUEUE_LIMIT: Type.Integer({ minimum: 0, maximum: 100_000, default: 64 }),
   REDIS_URL: Type.Optional(Type.String({ pattern: '^rediss?://' })),
@@ -96,6 +98,9 @@ export interface Config {
   /** Services allowed to call /oauth/introspect and /v1/revocations (HTTP Basic), by id. */
   serviceCredentials: Map<string, string>;
   argon2: { memoryCost: number; timeCost: number; parallelism: number };
+  /** Seconds between pruning passes (0 = off) and how long audit events are kept, in days. */
+  pruneInterval: number;
+  auditRetentionDays: number;
   /** Password hashing: hashes in flight (default: one per core) and waiting before 503. */
   hashing: { concurrency: number; queueLimit: number };
   redisUrl: string | undefined;
@@ -216,6 +221,8 @@ export function loadConfig(
       timeCost: env.ARGON2_TIME_COST,
       parallelism: env.ARGON2_PARALLELISM,
     },
+    pruneInterval: env.PRUNE_INTERVAL,
+    auditRetentionDays: env.AUDIT_RETENTION_DAYS,
     hashing: {
       concurrency: env.HASH_CONCURRENCY ?? availableParallelism(),
       queueLimit: env.HASH_QUEUE_LIMIT,

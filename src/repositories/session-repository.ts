@@ -133,3 +133,24 @@ export class SessionRepository {
     });
   }
 }
+
+/**
+ * Deletes up to `limit` sessions that ended before `before` (absolute expiry,
+ * idle expiry or revocation), one index-backed query per reason, so a large
+ * table is pruned in short transactions. Returns how many were deleted.
+ */
+export async function deleteEndedSessions(prisma: PrismaClient, before: Date, limit: number): Promise<number> {
+  let deleted = 0;
+  for (const where of [
+    { expiresAt: { lt: before } },
+    { refreshExpiresAt: { lt: before } },
+    { revokedAt: { lt: before } },
+  ]) {
+    const rows = await prisma.session.findMany({ where, select: { id: true }, take: limit - deleted });
+    if (rows.length === 0) continue;
+    const { count } = await prisma.session.deleteMany({ where: { id: { in: rows.map((row) => row.id) } } });
+    deleted += count;
+    if (deleted >= limit) break;
+  }
+  return deleted;
+}

@@ -1,0 +1,2 @@
+-- CreateIndex
+CREATE INDEX "sessions_refresh_expires_at_idx" ON "sessions"("refresh_expires_at");

@@ -1,0 +1,58 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { registerAndLogin, startTestApp, type TestApp, TestClock } from '../helpers/app.js';
+import { testProviders } from '../helpers/databases.js';
+
+for (const provider of testProviders()) {
+  describe(`pruning ended sessions and old audit events (${provider})`, () => {
+    const clock = new TestClock();
+    let t: TestApp;
+    before(async () => {
+      t = await startTestApp(provider, {
+        now: clock.now,
+        env: { REFRESH_TOKEN_TTL: '3600', SESSION_MAX_AGE: '7200', AUDIT_RETENTION_DAYS: '1', PRUNE_INTERVAL: '0' },
+      });
+    });
+    after(() => t.close());
+
+    it('deletes sessions only after they ended and left the revocation window, keeps live ones', async () => {
+      const sessionCount = () => t.app.db.prisma.session.count();
+      const idle = await registerAndLogin(t.app);
+      const revoked = await registerAndLogin(t.app);
+      await t.app.inject({ method: 'POST', url: '/oauth/revoke', payload: { token: revoked.refresh_token } });
+      assert.equal(await sessionCount(), 2);
+
+      // Just revoked: still listed by the revocation feed, so kept.
+      assert.deepEqual(await t.app.pruner.prune(), { sessions: 0, auditEvents: 0 });
+
+      // Two hours on: the revoked one is past the window; the idle one expired (1 h idle TTL) long ago.
+      clock.advance(2 * 3600);
+      const active = await registerAndLogin(t.app);
+      const pruned = await t.app.pruner.prune();
+      assert.equal(pruned.sessions, 1);
+      assert.equal(await sessionCount(), 2);
+      clock.advance(1800);
+      assert.equal((await t.app.pruner.prune()).sessions, 1);
+      const left = await t.app.db.prisma.session.findMany({ select: { userId: true } });
+      assert.deepEqual(
+        left.map((row) => row.userId),
+        [active.userId],
+      );
+      // The live session still works.
+      const refreshed = await t.app.inject({
+        method: 'POST',
+        url: '/oauth/token',
+        payload: { grant_type: 'refresh_token', refresh_token: active.refresh_token },
+      });
+      assert.equal(refreshed.statusCode, 200);
+      void idle;
+
+      // Audit events older than a day go.
+      const before = await t.app.db.prisma.auditEvent.count();
+      assert.ok(before > 0);
+      clock.advance(25 * 3600);
+      const later = await t.app.pruner.prune();
+      assert.equal(later.auditEvents, before);
+    });
+  });
+}
