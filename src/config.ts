@@ -55,6 +55,9 @@ export const EnvSchema = Type.Object({
   LOGIN_FREE_ATTEMPTS: Type.Integer({ minimum: 1, default: 5 }),
   LOGIN_FREE_ATTEMPTS_ACCOUNT: Type.Integer({ minimum: 1, default: 20 }),
   LOGIN_MAX_DELAY: Seconds(900, 'Longest wait imposed after repeated failed logins, seconds', 1),
+  REFRESH_TOKEN_COOKIE: Bool(false, 'Browser mode: refresh tokens travel only in an HttpOnly cookie'),
+  REFRESH_TOKEN_COOKIE_NAME: Type.String({ pattern: '^[A-Za-z0-9_-]{1,64}$', default: 'tessera_refresh' }),
+  COOKIE_SECURE: Bool(true, 'Mark the refresh-token cookie Secure (HTTPS only; browsers treat localhost as secure)'),
   ALLOWED_ORIGINS: Type.Optional(Type.String({ pattern: '^https?://[^,\\s]+(,https?://[^,\\s]+)*$' })),
   MAX_EVENT_LOOP_DELAY: Type.Integer({ minimum: 0, default: 1000 }),
   MAX_HEAP_USED_MB: Type.Integer({ minimum: 0, default: 1024 }),
@@ -108,6 +111,8 @@ export interface Config {
   rateLimits: { token: number; register: number; password: number };
   /** Per-account login throttling (see src/services/login-throttle.ts). */
   loginThrottle: { freeAttempts: number; freeAttemptsAccount: number; maxDelay: number };
+  /** Cookie mode for browser frontends (see README "Browsers"). */
+  refreshCookie: { enabled: boolean; name: string; secure: boolean };
   /** Browser origins allowed by CORS; empty = no cross-origin access. */
   allowedOrigins: string[];
   /** Load shedding thresholds; 0 turns one off. */
@@ -233,6 +238,11 @@ export function loadConfig(
       freeAttempts: env.LOGIN_FREE_ATTEMPTS,
       freeAttemptsAccount: env.LOGIN_FREE_ATTEMPTS_ACCOUNT,
       maxDelay: env.LOGIN_MAX_DELAY,
+    },
+    refreshCookie: {
+      enabled: env.REFRESH_TOKEN_COOKIE,
+      name: env.REFRESH_TOKEN_COOKIE_NAME,
+      secure: env.COOKIE_SECURE,
     },
     allowedOrigins: (env.ALLOWED_ORIGINS ?? '').split(',').filter(Boolean),
     pressure: { maxEventLoopDelay: env.MAX_EVENT_LOOP_DELAY, maxHeapUsedBytes: env.MAX_HEAP_USED_MB * 1024 * 1024 },

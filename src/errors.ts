@@ -62,9 +62,10 @@ export class OAuthError extends Error {
   constructor(
     readonly error: OAuthErrorCode,
     readonly description: string,
+    status?: number,
   ) {
     super(description);
-    this.status = OAUTH_ERRORS[error];
+    this.status = status ?? OAUTH_ERRORS[error];
   }
 }
 

@@ -125,7 +125,7 @@ export default fp(
     app.setErrorHandler((error: FastifyError, request, reply) => {
       const oauth = request.routeOptions.config?.oauth === true;
 
-      if (error instanceof OAuthError) return sendOAuth(reply, error.error, error.description);
+      if (error instanceof OAuthError) return sendOAuth(reply, error.error, error.description, error.status);
       if (error instanceof ProblemError) {
         reply.headers(error.headers);
         if (oauth) {

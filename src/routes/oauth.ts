@@ -1,5 +1,7 @@
+import cookie from '@fastify/cookie';
 import formbody from '@fastify/formbody';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import type { FastifyReply, FastifyRequest } from 'fastify';
 import { Type } from 'typebox';
 import type { Config } from '../config.js';
 import { OAuthError } from '../errors.js';
@@ -11,7 +13,9 @@ const TokenRequest = Type.Object(
     grant_type: Type.String({ minLength: 1, description: '`password` or `refresh_token`' }),
     username: Type.Optional(Type.String({ description: 'password grant' })),
     password: Type.Optional(Type.String({ description: 'password grant' })),
-    refresh_token: Type.Optional(Type.String({ description: 'refresh_token grant' })),
+    refresh_token: Type.Optional(
+      Type.String({ description: 'refresh_token grant (in browser cookie mode it comes from the cookie instead)' }),
+    ),
     scope: Type.Optional(Type.String()),
     client_id: Type.Optional(Type.String()),
   },
@@ -22,11 +26,15 @@ const TokenResponse = Type.Object({
   access_token: Type.String(),
   token_type: Type.Literal('Bearer'),
   expires_in: Type.Integer(),
-  refresh_token: Type.String(),
+  refresh_token: Type.Optional(
+    Type.String({ description: 'Absent in browser cookie mode: the refresh token is in an HttpOnly cookie then' }),
+  ),
 });
 
 const RevokeRequest = Type.Object({
-  token: Type.String({ description: 'The refresh token to revoke' }),
+  token: Type.Optional(
+    Type.String({ description: 'The refresh token to revoke (in browser cookie mode: the cookie, if absent)' }),
+  ),
   token_type_hint: Type.Optional(Type.String()),
   client_id: Type.Optional(Type.String()),
 });
@@ -34,6 +42,36 @@ const RevokeRequest = Type.Object({
 /** RFC 6749 token endpoint and RFC 7009 revocation endpoint. */
 const oauthRoutes: FastifyPluginAsyncTypebox<{ config: Config }> = async (app, { config }) => {
   await app.register(formbody);
+  await app.register(cookie);
+
+  const cookieMode = config.refreshCookie;
+  // The pages allowed to use the refresh cookie: ALLOWED_ORIGINS and the issuer's own origin.
+  const trustedOrigins = new Set([...config.allowedOrigins, new URL(config.issuer).origin]);
+  const cookieOptions = {
+    httpOnly: true,
+    secure: cookieMode.secure,
+    sameSite: 'strict' as const,
+    // Only the token and revocation endpoints ever see it.
+    path: '/oauth',
+  };
+  /** A request from a web page (browsers send Origin on every POST) in cookie mode. */
+  const fromBrowser = (request: FastifyRequest) => cookieMode.enabled && request.headers.origin !== undefined;
+  /**
+   * The refresh token from the cookie, for a request from a trusted page only:
+   * SameSite=Strict already keeps other sites' requests from carrying it, and
+   * the Origin check refuses the rest (CSRF, OWASP ASVS V3.5).
+   */
+  const tokenFromCookie = (request: FastifyRequest): string | undefined => {
+    if (!cookieMode.enabled) return undefined;
+    const token = request.cookies[cookieMode.name];
+    if (token === undefined) return undefined;
+    const origin = request.headers.origin;
+    if (!origin || !trustedOrigins.has(origin)) {
+      throw new OAuthError('invalid_request', 'the refresh cookie is only accepted from a trusted origin', 403);
+    }
+    return token;
+  };
+  const clearCookie = (reply: FastifyReply) => reply.clearCookie(cookieMode.name, cookieOptions);
 
   const checkClient = (clientId: string | undefined) => {
     if (clientId !== undefined && clientId !== config.clientId)
@@ -53,29 +91,53 @@ const oauthRoutes: FastifyPluginAsyncTypebox<{ config: Config }> = async (app, {
           200: TokenResponse,
           400: OAuthErrorRef,
           401: OAuthErrorRef,
+          403: OAuthErrorRef,
           413: OAuthErrorRef,
           415: OAuthErrorRef,
+          429: OAuthErrorRef,
           503: OAuthErrorRef,
         },
       },
     },
     async (request, reply) => {
       const body = request.body;
+      const respond = (tokens: {
+        access_token: string;
+        token_type: 'Bearer';
+        expires_in: number;
+        refresh_token: string;
+      }) => {
+        if (!fromBrowser(request)) return tokens;
+        // Browser mode: the refresh token never reaches JavaScript.
+        reply.setCookie(cookieMode.name, tokens.refresh_token, { ...cookieOptions, maxAge: config.refreshTokenTtl });
+        const { refresh_token: _hidden, ...visible } = tokens;
+        return visible;
+      };
       checkClient(body.client_id);
       reply.header('cache-control', 'no-store').header('pragma', 'no-cache');
       if (body.grant_type === 'password') {
         if (!body.username || !body.password) {
           throw new OAuthError('invalid_request', 'the password grant needs username and password');
         }
-        return app.services.tokens.passwordGrant(body.username, body.password, {
-          userAgent: request.headers['user-agent'] ?? null,
-          ipAddress: request.ip,
-          requestId: String(request.id),
-        });
+        return respond(
+          await app.services.tokens.passwordGrant(body.username, body.password, {
+            userAgent: request.headers['user-agent'] ?? null,
+            ipAddress: request.ip,
+            requestId: String(request.id),
+          }),
+        );
       }
       if (body.grant_type === 'refresh_token') {
-        if (!body.refresh_token) throw new OAuthError('invalid_request', 'the refresh_token grant needs refresh_token');
-        return app.services.tokens.refreshGrant(body.refresh_token, auditContext(request));
+        const token = body.refresh_token ?? tokenFromCookie(request);
+        if (!token) throw new OAuthError('invalid_request', 'the refresh_token grant needs refresh_token');
+        try {
+          return respond(await app.services.tokens.refreshGrant(token, auditContext(request)));
+        } catch (error) {
+          // A dead cookie is useless to the page: drop it.
+          if (fromBrowser(request) && error instanceof OAuthError && error.error === 'invalid_grant')
+            clearCookie(reply);
+          throw error;
+        }
       }
       throw new OAuthError('unsupported_grant_type', 'grant_type must be password or refresh_token');
     },
@@ -95,6 +157,7 @@ const oauthRoutes: FastifyPluginAsyncTypebox<{ config: Config }> = async (app, {
           200: Type.Object({}),
           400: OAuthErrorRef,
           401: OAuthErrorRef,
+          403: OAuthErrorRef,
           413: OAuthErrorRef,
           415: OAuthErrorRef,
           503: OAuthErrorRef,
@@ -103,7 +166,10 @@ const oauthRoutes: FastifyPluginAsyncTypebox<{ config: Config }> = async (app, {
     },
     async (request, reply) => {
       checkClient(request.body.client_id);
-      const ended = await app.services.sessions.revokeByToken(request.body.token);
+      const token = request.body.token ?? tokenFromCookie(request);
+      if (!token) throw new OAuthError('invalid_request', 'token is required');
+      if (fromBrowser(request)) clearCookie(reply);
+      const ended = await app.services.sessions.revokeByToken(token);
       if (ended) {
         await app.audit.record({
           type: 'session_revoked',
