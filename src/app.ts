@@ -8,6 +8,7 @@ import authenticate from './plugins/authenticate.js';
 import database from './plugins/database.js';
 import errorHandler from './plugins/error-handler.js';
 import keyStore from './plugins/key-store.js';
+import metrics from './plugins/metrics.js';
 import openapi, { openapiUi } from './plugins/openapi.js';
 import pruner from './plugins/pruner.js';
 import rateLimits from './plugins/rate-limit.js';
@@ -121,6 +122,7 @@ export function buildApp(config: Config, options: AppOptions = {}): FastifyInsta
   app.register(keyStore, { config, now });
   app.register(services, { config, now });
   app.register(pruner, { config, now });
+  app.register(metrics, { config });
   app.register(authenticate, { config });
   app.register(serviceAuth, { config });
   // After start-up work (migrations compile a large wasm module), so the

@@ -58,6 +58,7 @@ export const EnvSchema = Type.Object({
   REFRESH_TOKEN_COOKIE: Bool(false, 'Browser mode: refresh tokens travel only in an HttpOnly cookie'),
   REFRESH_TOKEN_COOKIE_NAME: Type.String({ pattern: '^[A-Za-z0-9_-]{1,64}$', default: 'tessera_refresh' }),
   COOKIE_SECURE: Bool(true, 'Mark the refresh-token cookie Secure (HTTPS only; browsers treat localhost as secure)'),
+  METRICS_TOKEN: Type.Optional(Type.String({ minLength: 16 })),
   ALLOWED_ORIGINS: Type.Optional(Type.String({ pattern: '^https?://[^,\\s]+(,https?://[^,\\s]+)*$' })),
   MAX_EVENT_LOOP_DELAY: Type.Integer({ minimum: 0, default: 1000 }),
   MAX_HEAP_USED_MB: Type.Integer({ minimum: 0, default: 1024 }),
@@ -113,6 +114,8 @@ export interface Config {
   loginThrottle: { freeAttempts: number; freeAttemptsAccount: number; maxDelay: number };
   /** Cookie mode for browser frontends (see README "Browsers"). */
   refreshCookie: { enabled: boolean; name: string; secure: boolean };
+  /** Bearer token for GET /metrics; without it only loopback clients may read metrics. */
+  metricsToken: string | undefined;
   /** Browser origins allowed by CORS; empty = no cross-origin access. */
   allowedOrigins: string[];
   /** Load shedding thresholds; 0 turns one off. */
@@ -244,6 +247,7 @@ export function loadConfig(
       name: env.REFRESH_TOKEN_COOKIE_NAME,
       secure: env.COOKIE_SECURE,
     },
+    metricsToken: env.METRICS_TOKEN,
     allowedOrigins: (env.ALLOWED_ORIGINS ?? '').split(',').filter(Boolean),
     pressure: { maxEventLoopDelay: env.MAX_EVENT_LOOP_DELAY, maxHeapUsedBytes: env.MAX_HEAP_USED_MB * 1024 * 1024 },
     trustProxy: env.TRUST_PROXY,

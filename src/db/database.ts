@@ -19,6 +19,8 @@ export interface Database {
   readonly prisma: PrismaClient;
   /** Resolves when the database answers a trivial query. */
   ping(): Promise<void>;
+  /** PostgreSQL connection pool state (for metrics); null on SQLite. */
+  poolStats(): { total: number; idle: number; waiting: number } | null;
   close(): Promise<void>;
 }
 
@@ -51,6 +53,7 @@ export async function openDatabase(databaseUrl: string, options: OpenDatabaseOpt
       ping: async () => {
         await prisma.$queryRawUnsafe('SELECT 1');
       },
+      poolStats: () => null,
       close: () => prisma.$disconnect(),
     };
   }
@@ -76,6 +79,7 @@ export async function openDatabase(databaseUrl: string, options: OpenDatabaseOpt
     ping: async () => {
       await prisma.$queryRawUnsafe('SELECT 1');
     },
+    poolStats: () => ({ total: pool.totalCount, idle: pool.idleCount, waiting: pool.waitingCount }),
     close: async () => {
       await prisma.$disconnect();
       await pool.end();

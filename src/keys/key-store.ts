@@ -68,6 +68,7 @@ export interface JwksDocument {
 export class KeyStore {
   #current: { kid: string; privateKey: KeyObject } | null = null;
   #published = new Map<string, PublicSigningKey>();
+  #currentRecord: SigningKeyRecord | null = null;
   #jwks: JwksDocument = serializeJwks([]);
   #timer: NodeJS.Timeout | null = null;
   /** Told about every change a scheduled maintenance pass makes (for the audit trail). */
@@ -83,6 +84,21 @@ export class KeyStore {
   /** True once a current signing key is loaded. */
   get ready(): boolean {
     return this.#current !== null;
+  }
+
+  /**
+   * The current key's age and the time to the next scheduled hand-over, in
+   * seconds (null when rotation is off), from the last reload (metrics).
+   */
+  schedule(): { currentKeyAge: number | null; nextRotationIn: number | null } {
+    const current = this.#currentRecord;
+    if (!current) return { currentKeyAge: null, nextRotationIn: null };
+    const now = this.options.now();
+    const rotationAt = this.#nextRotationAt(current);
+    return {
+      currentKeyAge: (now - (current.activatedAt ?? current.createdAt).getTime()) / 1000,
+      nextRotationIn: rotationAt === null ? null : (rotationAt - now) / 1000,
+    };
   }
 
   get currentKid(): string | undefined {
@@ -191,6 +207,7 @@ export class KeyStore {
     this.#lastReload = now;
     const published = new Map<string, PublicSigningKey>();
     let current: { kid: string; privateKey: KeyObject } | null = null;
+    let currentRecord: SigningKeyRecord | null = null;
     for (const record of await this.repository.listUsable()) {
       // A retired key past its lifetime is not published even before the
       // scheduled pass deletes it.
@@ -200,12 +217,14 @@ export class KeyStore {
       const pem = key.export({ type: 'spki', format: 'pem' }).toString();
       published.set(record.kid, { kid: record.kid, status: record.status, jwk, key, pem });
       if (record.status === 'current') {
+        currentRecord = record;
         const der = this.box.open(record.privateKey, 'signing-key', record.kid);
         current = { kid: record.kid, privateKey: createPrivateKey({ key: der, format: 'der', type: 'pkcs8' }) };
       }
     }
     this.#published = published;
     this.#current = current;
+    this.#currentRecord = currentRecord;
     // The current key first: some verifiers try keys in order.
     const ordered = [...published.values()].sort((a, b) => STATUS_ORDER[a.status] - STATUS_ORDER[b.status]);
     this.#jwks = serializeJwks(ordered.map((key) => key.jwk));

@@ -9,6 +9,7 @@ import { ProblemError } from '../errors.js';
 /** Routes that keep answering under pressure: liveness and what downstream verifiers need. */
 const NEVER_SHED = new Set([
   '/healthz',
+  '/metrics',
   '/.well-known/jwks.json',
   '/.well-known/openid-configuration',
   '/.well-known/oauth-authorization-server',

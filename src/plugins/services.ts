@@ -22,6 +22,7 @@ export interface Services {
   tokens: TokenService;
   revocations: RevocationService;
   introspection: IntrospectionService;
+  hasher: PasswordHasher;
 }
 
 declare module 'fastify' {
@@ -74,7 +75,7 @@ export default fp(
       now,
     );
     const introspection = new IntrospectionService(users, sessions, { clientId: config.clientId });
-    app.decorate('services', { users, sessions, tokens, revocations, introspection });
+    app.decorate('services', { users, sessions, tokens, revocations, introspection, hasher });
   },
   { name: 'services', dependencies: ['database', 'key-store', 'redis', 'audit'] },
 );

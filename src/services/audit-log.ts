@@ -38,6 +38,9 @@ export interface AuditEvent extends AuditContext {
  * request it describes: a database error is logged, and the log line stands.
  */
 export class AuditLog {
+  /** Told about every event (metrics count them by type). */
+  onRecord: ((type: AuditEventType) => void) | null = null;
+
   constructor(
     private readonly repository: AuditRepository,
     private readonly log: FastifyBaseLogger,
@@ -45,6 +48,7 @@ export class AuditLog {
   ) {}
 
   async record(event: AuditEvent): Promise<void> {
+    this.onRecord?.(event.type);
     const record: AuditRecord = {
       id: randomUUID(),
       type: event.type,

@@ -39,6 +39,8 @@ export interface HashingLimits {
 export class PasswordHasher {
   #dummyHash: Promise<string> | null = null;
   readonly queue: BoundedQueue;
+  /** Told how long each hash or verification took, in seconds (metrics). */
+  onHashed: ((seconds: number, kind: 'hash' | 'verify') => void) | null = null;
 
   constructor(
     private readonly parameters: Argon2Parameters,
@@ -49,14 +51,16 @@ export class PasswordHasher {
 
   hash(password: string): Promise<string> {
     return this.queue.run(() =>
-      argon2.hash(normalizePassword(password), { type: argon2.argon2id, ...this.parameters }),
+      this.#timed('hash', () =>
+        argon2.hash(normalizePassword(password), { type: argon2.argon2id, ...this.parameters }),
+      ),
     );
   }
 
   async verify(hash: string, password: string): Promise<PasswordCheck> {
     let ok = false;
     try {
-      ok = await this.queue.run(() => argon2.verify(hash, normalizePassword(password)));
+      ok = await this.queue.run(() => this.#timed('verify', () => argon2.verify(hash, normalizePassword(password))));
     } catch (error) {
       if (error instanceof OverloadedError) throw error;
       // A malformed stored hash matches nothing.
@@ -72,6 +76,15 @@ export class PasswordHasher {
   async verifyAgainstDummy(password: string): Promise<void> {
     this.#dummyHash ??= this.hash(`tessera-dummy-${Math.random()}`);
     await this.verify(await this.#dummyHash, password);
+  }
+
+  async #timed<T>(kind: 'hash' | 'verify', work: () => Promise<T>): Promise<T> {
+    const started = process.hrtime.bigint();
+    try {
+      return await work();
+    } finally {
+      this.onHashed?.(Number(process.hrtime.bigint() - started) / 1e9, kind);
+    }
   }
 
   /** Computes the dummy hash ahead of the first unknown-user login. */

@@ -52,7 +52,7 @@ describe('browser cookie mode for refresh tokens', () => {
   it('refuses the cookie from another origin or without an Origin (CSRF)', async () => {
     const login = await token({ grant_type: 'password', username: 'browser', password: PASSWORD }, { origin: ORIGIN });
     const cookie = `tessera_refresh=${refreshCookie(login).value}`;
-    for (const headers of [{ origin: 'https://evil.example', cookie }, { cookie }]) {
+    for (const headers of [{ origin: 'https://evil.example', cookie }, { cookie }] as Record<string, string>[]) {
       const res = await token({ grant_type: 'refresh_token' }, headers);
       assert.equal(res.statusCode, 403);
       assert.equal(res.json().error, 'invalid_request');
