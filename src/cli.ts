@@ -5,6 +5,7 @@ import { type Config, ConfigError, loadConfig } from './config.js';
 import { SecretBox } from './crypto/secret-box.js';
 import { BackupError, backupDatabase, restoreDatabase } from './db/backup.js';
 import { applyMigrations } from './db/migrate.js';
+import { runDoctor } from './doctor.js';
 import { ProblemError } from './errors.js';
 import { KeyImportError } from './keys/key-store.js';
 import { version } from './paths.js';
@@ -16,6 +17,7 @@ const USAGE = `tessera ${version}: central authentication service
 
 Usage:
   tessera serve                      start the HTTP server (applies migrations first)
+  tessera doctor                     check this deployment's settings and surroundings; print what to fix
   tessera migrate                    apply pending database migrations and exit
   tessera backup <file>              write a consistent backup of the live database to <file>
   tessera restore <file>             restore a backup into a NEW database (DATABASE_URL)
@@ -67,6 +69,15 @@ export async function main(argv: string[]): Promise<number> {
     return 0;
   }
   if (existsSync('.env')) process.loadEnvFile('.env');
+  if (command === 'doctor') {
+    const findings = await runDoctor(process.env);
+    for (const finding of findings) {
+      console.log(
+        `${finding.level.padEnd(4)}  ${finding.check}: ${finding.message}${finding.fix ? `\n      -> ${finding.fix}` : ''}`,
+      );
+    }
+    return findings.some((finding) => finding.level === 'fail') ? 1 : 0;
+  }
   const config = loadConfig();
   switch (command) {
     case 'serve':

@@ -1,6 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import { buildApp } from './app.js';
 import type { Config } from './config.js';
+import { startTracing } from './telemetry/sdk.js';
 
 /**
  * Starts the HTTP server and installs graceful shutdown: on SIGTERM or SIGINT
@@ -8,6 +9,8 @@ import type { Config } from './config.js';
  * SHUTDOWN_TIMEOUT seconds), closes the database and exits.
  */
 export async function serve(config: Config): Promise<FastifyInstance> {
+  // OpenTelemetry, when the standard OTEL_* variables ask for it; before the app exists.
+  const stopTracing = startTracing();
   const app = buildApp(config);
   let closing = false;
   const shutdown = (signal: NodeJS.Signals) => {
@@ -19,13 +22,16 @@ export async function serve(config: Config): Promise<FastifyInstance> {
       process.exit(1);
     }, config.shutdownTimeout * 1000);
     timer.unref();
-    app.close().then(
-      () => process.exit(0),
-      (error: unknown) => {
-        app.log.error({ err: error }, 'error during shutdown');
-        process.exit(1);
-      },
-    );
+    app
+      .close()
+      .then(() => stopTracing?.())
+      .then(
+        () => process.exit(0),
+        (error: unknown) => {
+          app.log.error({ err: error }, 'error during shutdown');
+          process.exit(1);
+        },
+      );
   };
   process.once('SIGTERM', shutdown);
   process.once('SIGINT', shutdown);

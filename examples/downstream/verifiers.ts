@@ -195,6 +195,24 @@ export function registerFastifyJwtVerifier(app: FastifyInstance, options: Verifi
   // unknown kid found nothing in a freshly fetched JWKS.
   let cooldownUntil = Number.NEGATIVE_INFINITY;
   let unknownLookup: Promise<unknown> | null = null;
+  // The kids of the JWKS as last fetched after a miss. get-jwks caches only the key
+  // it looked up, so without this a forged kid's cooldown would also refuse the
+  // genuine current key of a verifier that has not cached it yet.
+  let publishedKids = new Set<string>();
+  const refreshPublishedKids = async () => {
+    try {
+      const res = await withTimeout(
+        fetch(`${options.issuer}/.well-known/jwks.json`),
+        options.jwksTimeoutSeconds * 1000,
+      );
+      const body = (await res.json()) as { keys?: Array<{ kid?: unknown }> };
+      publishedKids = new Set(
+        (body.keys ?? []).map((key) => key.kid).filter((kid): kid is string => typeof kid === 'string'),
+      );
+    } catch {
+      // Keep the previous list; the cooldown still protects tessera.
+    }
+  };
 
   const cached = (kid: string) => {
     const cacheKey = getJwks.generateCacheKey(ALGORITHM, kid, domain);
@@ -211,6 +229,7 @@ export function registerFastifyJwtVerifier(app: FastifyInstance, options: Verifi
     } catch (error) {
       if ((error as { code?: unknown }).code === 'JWK_NOT_FOUND') {
         cooldownUntil = Date.now() + options.jwksCooldownSeconds * 1000;
+        await refreshPublishedKids();
         throw new InvalidToken('no published key matches the token', { cause: error });
       }
       throw new KeySourceUnavailable('the JWKS could not be fetched', { cause: error });
@@ -223,7 +242,9 @@ export function registerFastifyJwtVerifier(app: FastifyInstance, options: Verifi
     // (and its cooldown) instead of costing tessera one JWKS request each.
     while (unknownLookup) await unknownLookup;
     if (cached(kid)) return fetchKey(kid);
-    if (Date.now() < cooldownUntil) throw new InvalidToken('unknown key id (the JWKS was refetched moments ago)');
+    if (Date.now() < cooldownUntil && !publishedKids.has(kid)) {
+      throw new InvalidToken('unknown key id (the JWKS was refetched moments ago)');
+    }
     const lookup = fetchKey(kid);
     const settled = lookup.then(
       () => {},

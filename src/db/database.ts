@@ -5,6 +5,7 @@ import { PrismaPg } from '@prisma/adapter-pg';
 import pg from 'pg';
 import { PrismaClient as PostgresPrismaClient } from '../generated/postgres/client.js';
 import { PrismaClient as SqlitePrismaClient } from '../generated/sqlite/client.js';
+import { inSpan } from '../telemetry/tracing.js';
 import { type DatabaseProvider, providerOf, sqliteFilePath } from './migrate.js';
 
 /**
@@ -31,6 +32,24 @@ export interface OpenDatabaseOptions {
 }
 
 /**
+ * Wraps every model query in a span `db.<model>.<operation>` (a no-op unless
+ * tracing is on). The extended client has the same API as the plain one.
+ */
+function traced<T extends PrismaClient>(prisma: T, system: string): T {
+  return prisma.$extends({
+    query: {
+      $allModels: {
+        $allOperations({ model, operation, args, query }) {
+          return inSpan(`db.${model}.${operation}`, { 'db.system': system, 'db.operation': operation }, () =>
+            query(args),
+          );
+        },
+      },
+    },
+  }) as unknown as T;
+}
+
+/**
  * Opens the database named by DATABASE_URL: `file:` selects SQLite through
  * better-sqlite3, `postgres(ql)://` selects PostgreSQL through node-postgres.
  * SQLite runs in WAL mode with `synchronous = FULL`, so a write acknowledged to
@@ -43,7 +62,8 @@ export async function openDatabase(databaseUrl: string, options: OpenDatabaseOpt
     mkdirSync(dirname(file), { recursive: true });
     // timeout: how long a writer waits for another process's lock (busy_timeout).
     const adapter = new PrismaBetterSqlite3({ url: file, timeout: 5000 });
-    const prisma = new SqlitePrismaClient({ adapter });
+    const base = new SqlitePrismaClient({ adapter });
+    const prisma = traced(base, 'sqlite');
     await prisma.$queryRawUnsafe('PRAGMA journal_mode = WAL');
     await prisma.$queryRawUnsafe('PRAGMA synchronous = FULL');
     await prisma.$queryRawUnsafe('PRAGMA foreign_keys = ON');
@@ -72,7 +92,10 @@ export async function openDatabase(databaseUrl: string, options: OpenDatabaseOpt
   });
   // An idle connection dropped by the server must not crash the process.
   pool.on('error', () => {});
-  const prisma = new PostgresPrismaClient({ adapter: new PrismaPg(pool) }) as unknown as PrismaClient;
+  const prisma = traced(
+    new PostgresPrismaClient({ adapter: new PrismaPg(pool) }) as unknown as PrismaClient,
+    'postgresql',
+  );
   return {
     provider,
     prisma,

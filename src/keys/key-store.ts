@@ -3,6 +3,7 @@ import { promisify } from 'node:util';
 import { calculateJwkThumbprint, type JWK, type JWTPayload, SignJWT } from 'jose';
 import type { SecretBox } from '../crypto/secret-box.js';
 import type { SigningKeyRecord, SigningKeyRepository } from '../repositories/signing-key-repository.js';
+import { inSpan } from '../telemetry/tracing.js';
 
 const generateRsaKeyPair = promisify(generateKeyPair);
 
@@ -271,9 +272,11 @@ export class KeyStore {
   async signAccessToken(claims: JWTPayload): Promise<string> {
     const current = this.#current;
     if (!current) throw new Error('no current signing key is loaded');
-    return new SignJWT(claims)
-      .setProtectedHeader({ alg: SIGNING_ALGORITHM, typ: ACCESS_TOKEN_TYPE, kid: current.kid })
-      .sign(current.privateKey);
+    return inSpan('jwt.sign', { 'tessera.kid': current.kid, 'tessera.alg': SIGNING_ALGORITHM }, () =>
+      new SignJWT(claims)
+        .setProtectedHeader({ alg: SIGNING_ALGORITHM, typ: ACCESS_TOKEN_TYPE, kid: current.kid })
+        .sign(current.privateKey),
+    );
   }
 
   /** Every stored key's metadata, newest first; never the private key. */

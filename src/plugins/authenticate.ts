@@ -122,6 +122,18 @@ export default fp(
         // jwtVerify assigns request.user; only `authenticate` decides who the caller is.
         request.user = previousUser;
       }
+      // RFC 7519 §4.1: claim types. A token signed by our key but with odd types
+      // (only we could make one) is refused rather than reaching the database.
+      const { sub, sid, jti, iat, exp } = claims as unknown as Record<string, unknown>;
+      if (
+        typeof sub !== 'string' ||
+        typeof sid !== 'string' ||
+        typeof jti !== 'string' ||
+        !Number.isFinite(iat) ||
+        !Number.isFinite(exp)
+      ) {
+        return { ok: false, reason: 'the access token is invalid' };
+      }
       // We hold the session state, so tokens of ended sessions and of users whose
       // tokens were revoked (logout everywhere, disable) stop working here at once.
       const status = await app.services.sessions.accessTokenStatus(claims);

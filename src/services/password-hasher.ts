@@ -1,4 +1,5 @@
 import argon2 from 'argon2';
+import { inSpan } from '../telemetry/tracing.js';
 import { BoundedQueue, OverloadedError } from './bounded-queue.js';
 
 /** argon2id cost parameters (OWASP: m=19456 KiB, t=2, p=1). */
@@ -81,7 +82,7 @@ export class PasswordHasher {
   async #timed<T>(kind: 'hash' | 'verify', work: () => Promise<T>): Promise<T> {
     const started = process.hrtime.bigint();
     try {
-      return await work();
+      return await inSpan(`argon2id.${kind}`, { 'tessera.argon2.memory_kib': this.parameters.memoryCost }, work);
     } finally {
       this.onHashed?.(Number(process.hrtime.bigint() - started) / 1e9, kind);
     }

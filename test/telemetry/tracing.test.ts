@@ -1,0 +1,52 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { trace } from '@opentelemetry/api';
+import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-base';
+import { registerAndLogin, startTestApp, type TestApp } from '../helpers/app.js';
+
+describe('OpenTelemetry spans', () => {
+  const exporter = new InMemorySpanExporter();
+  let t: TestApp;
+  before(async () => {
+    // A real tracer provider exporting to memory, as an OTLP exporter would export to a collector.
+    const provider = new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(exporter)] });
+    trace.setGlobalTracerProvider(provider);
+    t = await startTestApp('sqlite');
+  });
+  after(async () => {
+    await t.close();
+    trace.disable();
+  });
+
+  it('cover password hashing, token signing and database calls, without secrets', async () => {
+    exporter.reset();
+    const user = await registerAndLogin(t.app);
+    const spans = exporter.getFinishedSpans();
+    const names = new Set(spans.map((span) => span.name));
+    assert.ok(names.has('argon2id.hash'), [...names].join(', '));
+    assert.ok(names.has('argon2id.verify'));
+    assert.ok(names.has('jwt.sign'));
+    assert.ok(names.has('db.User.create'));
+    assert.ok(names.has('db.Session.create'));
+    const sign = spans.find((span) => span.name === 'jwt.sign');
+    assert.equal(sign?.attributes['tessera.kid'], t.app.keyStore.currentKid);
+    const db = spans.find((span) => span.name === 'db.User.create');
+    assert.equal(db?.attributes['db.system'], 'sqlite');
+    const everything = JSON.stringify(spans.map((span) => ({ name: span.name, attributes: span.attributes })));
+    assert.ok(!everything.includes(user.password) && !everything.includes(user.refresh_token));
+  });
+});
+
+describe('startTracing', () => {
+  it('is off by default and on with the standard OTEL_* variables', async () => {
+    const { startTracing } = await import('../../src/telemetry/sdk.js');
+    assert.equal(startTracing({}), null);
+    assert.equal(startTracing({ OTEL_TRACES_EXPORTER: 'console', OTEL_SDK_DISABLED: 'true' }), null);
+    const env: NodeJS.ProcessEnv = { OTEL_TRACES_EXPORTER: 'none', OTEL_EXPORTER_OTLP_ENDPOINT: 'http://127.0.0.1:1' };
+    const stop = startTracing(env);
+    assert.equal(typeof stop, 'function');
+    assert.equal(env.OTEL_SERVICE_NAME, 'tessera');
+    await stop?.();
+    trace.disable();
+  });
+});
