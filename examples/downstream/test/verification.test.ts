@@ -228,7 +228,10 @@ describe('downstream verification kit against a live tessera', () => {
           assert.equal((await whoami(guarded, `Bearer ${token}`)).status, 401);
         }
         const fetches = tessera.seen.filter((request) => request.path === '/.well-known/jwks.json').length;
-        assert.ok(fetches - fetchesBefore <= 1, `${fetches - fetchesBefore} JWKS fetches for 8 forged kids`);
+        // The fastify-jwt variant also reads the kid list once after a miss, so that a
+        // genuine key not cached yet is not caught by the cooldown.
+        const allowed = verifier === 'fastify-jwt' ? 2 : 1;
+        assert.ok(fetches - fetchesBefore <= allowed, `${fetches - fetchesBefore} JWKS fetches for 8 forged kids`);
       });
 
       it('verifies tokens of a key tessera rotated to after the JWKS was cached (unknown kid: refetch)', async () => {
