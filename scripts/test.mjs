@@ -28,7 +28,7 @@ const exampleTests = () =>
 const selected = files.length > 0 ? files : [...findTests(join(root, 'test')).sort(), ...exampleTests().sort()];
 const result = spawnSync(
   process.execPath,
-  ['--import', 'tsx', '--test', '--test-concurrency=1', '--test-timeout=300000', ...options, ...selected],
+  ['--import', 'tsx', '--test', '--test-concurrency=1', '--test-timeout=900000', ...options, ...selected],
   { cwd: root, stdio: 'inherit' },
 );
 process.exit(result.status ?? 1);
