@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply, LogController } from 'fastify';
 import { type DestinationStream, pino } from 'pino';
 import type { Config } from './config.js';
-import { PROBLEMS } from './errors.js';
+import { PROBLEMS, ProblemError } from './errors.js';
 import audit from './plugins/audit.js';
 import authenticate from './plugins/authenticate.js';
 import database from './plugins/database.js';
@@ -84,7 +84,10 @@ export function buildApp(config: Config, options: AppOptions = {}): FastifyInsta
     },
     logController: new LogController({ requestIdLogLabel: 'requestId' }),
     ajv: { customOptions: { coerceTypes: false } },
-    return503OnClosing: true,
+    // Requests that arrive while closing get the documented 503 (see the preClose hook below).
+    return503OnClosing: false,
+    // Start-up may wait up to 60 s for another instance's migration lock, then migrate.
+    pluginTimeout: 120_000,
     // Errors Fastify raises before routing (a malformed percent-encoding in the
     // path) bypass the error handler: answer them in the documented shape too.
     frameworkErrors: (error, request, reply) => {
@@ -105,6 +108,18 @@ export function buildApp(config: Config, options: AppOptions = {}): FastifyInsta
 
   app.server.headersTimeout = 10_000;
   app.server.maxHeadersCount = 100;
+
+  // Graceful shutdown: in-flight requests finish; new ones get 503 in the documented
+  // shape (problem details, or temporarily_unavailable on OAuth routes) with Retry-After.
+  let closing = false;
+  app.addHook('preClose', async () => {
+    closing = true;
+  });
+  app.addHook('onRequest', async (_request, reply) => {
+    if (!closing) return;
+    reply.header('connection', 'close');
+    throw new ProblemError('service_unavailable', 'the server is shutting down; retry', { 'retry-after': '1' });
+  });
 
   app.addHook('onSend', async (request, reply) => {
     reply.header('x-request-id', request.id);

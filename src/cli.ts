@@ -232,5 +232,7 @@ export async function run(argv = process.argv.slice(2)): Promise<void> {
       console.error('tessera:', error);
       process.exitCode = 1;
     }
+    // A failed start can leave timers and connections behind; do not linger.
+    if (argv[0] === 'serve') process.exit(process.exitCode);
   }
 }

@@ -55,8 +55,19 @@ async function withProcessLock<T>(databaseUrl: string, fn: () => Promise<T>): Pr
     const client = new pg.Client({ connectionString: databaseUrl, connectionTimeoutMillis: 5000 });
     await client.connect();
     try {
-      await client.query(`SET lock_timeout = ${LOCK_TIMEOUT_MS}`);
-      await client.query('SELECT pg_advisory_lock($1)', [POSTGRES_LOCK_KEY]);
+      // Poll with pg_try_advisory_lock instead of blocking in pg_advisory_lock: a
+      // blocked call is an open transaction, and the holder's migration may build an
+      // index CONCURRENTLY, which waits for every open transaction: a deadlock that
+      // PostgreSQL cannot see, because it runs through our process.
+      const deadline = Date.now() + LOCK_TIMEOUT_MS;
+      for (;;) {
+        const { rows } = await client.query<{ locked: boolean }>('SELECT pg_try_advisory_lock($1) AS locked', [
+          POSTGRES_LOCK_KEY,
+        ]);
+        if (rows[0]?.locked) break;
+        if (Date.now() > deadline) throw new Error('timed out waiting for the start-up lock held by another instance');
+        await sleep(100);
+      }
       try {
         return await fn();
       } finally {
