@@ -232,7 +232,8 @@ export function loadConfig(
     pruneInterval: env.PRUNE_INTERVAL,
     auditRetentionDays: env.AUDIT_RETENTION_DAYS,
     hashing: {
-      concurrency: env.HASH_CONCURRENCY ?? availableParallelism(),
+      // One core is left to everything else (JWKS, refresh, health) during a login flood.
+      concurrency: env.HASH_CONCURRENCY ?? Math.max(1, availableParallelism() - 1),
       queueLimit: env.HASH_QUEUE_LIMIT,
     },
     redisUrl: env.REDIS_URL,

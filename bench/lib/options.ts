@@ -1,0 +1,77 @@
+import os from 'node:os';
+
+export interface BenchOptions {
+  quick: boolean;
+  sqliteOnly: boolean;
+  /** Write V8 CPU profiles of the service to bench/results/tmp/profiles. */
+  profile: boolean;
+  /** Rewrite the figures between the bench markers of README.md's Performance section. */
+  updateReadme: boolean;
+  repetitions: number;
+  /** Length of each measured run, seconds. */
+  seconds: number;
+  warmupSeconds: number;
+  /** Stored-session counts the refresh latency is compared at. */
+  sessionSizes: number[];
+  /** Users registered for logins (connections take them round-robin). */
+  users: number;
+  connections: {
+    jwks: number;
+    login: number;
+    refresh: number;
+    /** Login connections of the flood that runs alongside the JWKS / refresh runs. */
+    flood: number;
+    /** The memory test: this many concurrent login connections. */
+    bigFlood: number;
+  };
+  /** The service's HASH_CONCURRENCY default: one per core but one (at least 1). */
+  hashConcurrency: number;
+  /** The machine's cores: the two-core (n-core) ceilings use all of them. */
+  cores: number;
+}
+
+const USAGE = `npm run bench [-- options]
+
+  --quick          1 repetition of 3 s runs, 10,000 stored sessions only; results go to
+                   bench/results/tmp/ (latest-quick.*), not to the committed ones
+  --sqlite-only    skip PostgreSQL even when it is reachable
+  --profile        write V8 CPU profiles of the service to bench/results/tmp/profiles
+  --update-readme  put the new figures in README.md's Performance section
+
+Environment: BENCH_SESSIONS (largest stored-session count, default 1000000),
+BENCH_SECONDS, BENCH_REPETITIONS, BENCH_POSTGRES_URL.`;
+
+function positiveInteger(name: string, fallback: number): number {
+  const raw = process.env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const value = Number(raw.replaceAll('_', ''));
+  if (!Number.isInteger(value) || value < 1) throw new Error(`${name} must be a positive integer (got ${raw})`);
+  return value;
+}
+
+export function parseOptions(argv: string[]): BenchOptions {
+  const known = new Set(['--quick', '--sqlite-only', '--profile', '--update-readme', '--help', '-h']);
+  for (const arg of argv) {
+    if (!known.has(arg)) throw new Error(`unknown option ${arg}\n\n${USAGE}`);
+  }
+  if (argv.includes('--help') || argv.includes('-h')) {
+    console.log(USAGE);
+    process.exit(0);
+  }
+  const quick = argv.includes('--quick');
+  const largest = positiveInteger('BENCH_SESSIONS', 1_000_000);
+  return {
+    quick,
+    sqliteOnly: argv.includes('--sqlite-only'),
+    profile: argv.includes('--profile'),
+    updateReadme: argv.includes('--update-readme'),
+    repetitions: positiveInteger('BENCH_REPETITIONS', quick ? 1 : 3),
+    seconds: positiveInteger('BENCH_SECONDS', quick ? 3 : 5),
+    warmupSeconds: 2,
+    sessionSizes: quick ? [10_000] : [...new Set([10_000, largest])].sort((a, b) => a - b),
+    users: 16,
+    connections: { jwks: 16, login: 16, refresh: 16, flood: 32, bigFlood: 200 },
+    hashConcurrency: Math.max(1, os.availableParallelism() - 1),
+    cores: os.availableParallelism(),
+  };
+}

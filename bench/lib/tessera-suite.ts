@@ -1,0 +1,410 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Ceilings } from './ceiling-suite.js';
+import { type BenchUser, decodeClaims, fetchJwks, freshRefreshTokens, login, registerUsers } from './http.js';
+import {
+  FORM,
+  type LoadOptions,
+  loginBodies,
+  type Measurement,
+  type RunResult,
+  refreshChains,
+  runLoad,
+  startLoad,
+  summarize,
+} from './load.js';
+import type { BenchOptions } from './options.js';
+import { createPostgresDatabase, postgresInfo } from './postgres.js';
+import {
+  countPostgresSessions,
+  countSqliteSessions,
+  type SeedResult,
+  seedPostgresSessions,
+  seedSqliteSessions,
+  sqliteFile,
+} from './seed.js';
+import { round, type Spread, spread } from './stats.js';
+import { startTessera, type Tessera } from './tessera.js';
+
+export type DatabaseKind = 'sqlite' | 'postgres';
+
+export interface ScalePoint {
+  /** Rows in `sessions` when the refresh runs started. */
+  sessions: number;
+  seed: SeedResult | null;
+  refresh: Measurement;
+}
+
+/** Ceiling runs paired with tessera's: each tessera run is followed (or preceded) by one of its ceiling. */
+export interface PairedCeilings {
+  bareJwks: Measurement;
+  argon2: Measurement;
+  signOnly: Measurement;
+}
+
+/** tessera ÷ ceiling req/s, one ratio per pair of runs. */
+export interface PairedRatios {
+  jwks: Spread;
+  login: Spread;
+  refresh: Spread;
+}
+
+export interface DatabaseResults {
+  database: DatabaseKind;
+  databaseInfo: Record<string, string>;
+  startupSeconds: number;
+  idleRssMiB: number;
+  jwks: Measurement;
+  login: Measurement;
+  refresh: Measurement;
+  ceilings: PairedCeilings;
+  pairedRatios: PairedRatios;
+  jwksUnderLoginFlood: Measurement;
+  refreshUnderLoginFlood: Measurement;
+  /** `bigFlood` concurrent login connections: memory stays bounded, the excess gets 503. */
+  loginBigFlood: Measurement;
+  scale: ScalePoint[];
+  /** Lifetime peak RSS of the service (VmHWM), MiB. */
+  peakRssMiB: number;
+}
+
+/** What the ceilings need from a live tessera: the JWKS bytes and the claims of a real access token. */
+export interface TesseraSample {
+  jwks: string;
+  claims: Record<string, unknown>;
+}
+
+export interface SuiteContext {
+  root: string;
+  tmpDir: string;
+  options: BenchOptions;
+  log: (line: string) => void;
+}
+
+/** Runs `once` `repetitions` times (after an unrecorded warm-up) while watching the service's RSS. */
+async function repeat(
+  context: SuiteContext,
+  tessera: Tessera,
+  name: string,
+  connections: number,
+  once: (seconds: number) => Promise<RunResult & { notes?: Record<string, unknown> }>,
+  { warmup = true, repetitions = context.options.repetitions } = {},
+): Promise<Measurement> {
+  const { options, log } = context;
+  if (warmup) await once(options.warmupSeconds);
+  tessera.rss.resetPhase();
+  const runs: RunResult[] = [];
+  const notes: Record<string, unknown>[] = [];
+  for (let i = 0; i < repetitions; i += 1) {
+    const { notes: runNotes, ...run } = await once(options.seconds);
+    runs.push(run);
+    if (runNotes) notes.push(runNotes);
+    log(
+      `    ${name} #${i + 1}: ${run.rps} req/s, p50 ${run.p50} ms, p99 ${run.p99} ms` +
+        (run.non2xx || run.errors ? `, statuses ${JSON.stringify(run.statusCodes)}, errors ${run.errors}` : '') +
+        (runNotes ? ` ${JSON.stringify(runNotes)}` : ''),
+    );
+  }
+  const measurement = summarize(name, connections, runs);
+  measurement.rssPeakMiB = round(tessera.rss.phasePeakMiB, 1);
+  if (notes.length > 0) measurement.notes = { runs: notes };
+  return measurement;
+}
+
+type Once = (seconds: number) => Promise<RunResult & { notes?: Record<string, unknown> }>;
+
+/**
+ * Alternates tessera runs with runs of their ceiling (tessera first on even
+ * repetitions, the ceiling first on odd ones), after one unrecorded warm-up
+ * of each, and returns both measurements and the ratio of each pair.
+ */
+async function paired(
+  context: SuiteContext,
+  tessera: Tessera,
+  names: [string, string],
+  connections: [number, number],
+  tesseraOnce: Once,
+  ceilingOnce: Once,
+): Promise<{ tessera: Measurement; ceiling: Measurement; ratio: Spread }> {
+  const { options, log } = context;
+  await tesseraOnce(options.warmupSeconds);
+  await ceilingOnce(options.warmupSeconds);
+  tessera.rss.resetPhase();
+  const tesseraRuns: RunResult[] = [];
+  const ceilingRuns: RunResult[] = [];
+  const ratios: number[] = [];
+  const notes: Record<string, unknown>[] = [];
+  const describe = (name: string, i: number, run: RunResult, runNotes?: Record<string, unknown>) =>
+    log(
+      `    ${name} #${i + 1}: ${run.rps} /s, p50 ${run.p50} ms, p99 ${run.p99} ms` +
+        (run.non2xx || run.errors ? `, statuses ${JSON.stringify(run.statusCodes)}, errors ${run.errors}` : '') +
+        (runNotes ? ` ${JSON.stringify(runNotes)}` : ''),
+    );
+  for (let i = 0; i < options.repetitions; i += 1) {
+    const order = i % 2 === 0 ? (['tessera', 'ceiling'] as const) : (['ceiling', 'tessera'] as const);
+    const pair: Partial<Record<'tessera' | 'ceiling', RunResult>> = {};
+    for (const side of order) {
+      const { notes: runNotes, ...run } = await (side === 'tessera' ? tesseraOnce : ceilingOnce)(options.seconds);
+      pair[side] = run;
+      if (side === 'tessera' && runNotes) notes.push(runNotes);
+      describe(side === 'tessera' ? names[0] : names[1], i, run, runNotes);
+    }
+    if (pair.tessera && pair.ceiling) {
+      tesseraRuns.push(pair.tessera);
+      ceilingRuns.push(pair.ceiling);
+      if (pair.ceiling.rps > 0) ratios.push(pair.tessera.rps / pair.ceiling.rps);
+    }
+  }
+  const measurement = summarize(names[0], connections[0], tesseraRuns);
+  measurement.rssPeakMiB = round(tessera.rss.phasePeakMiB, 1);
+  if (notes.length > 0) measurement.notes = { runs: notes };
+  const ratio = spread(ratios);
+  log(
+    `    ratio ${names[0]} / ${names[1]}: ${ratio.median.toFixed(3)} [${ratio.min.toFixed(3)}–${ratio.max.toFixed(3)}]`,
+  );
+  return {
+    tessera: measurement,
+    ceiling: summarize(names[1], connections[1], ceilingRuns),
+    ratio: { median: round(ratio.median, 3), min: round(ratio.min, 3), max: round(ratio.max, 3) },
+  };
+}
+
+/**
+ * Starts a login flood (password grants on `connections` connections), waits
+ * a second for the hash queue to fill, runs `measured`, then stops the flood.
+ */
+async function underLoginFlood(
+  base: LoadOptions,
+  users: BenchUser[],
+  connections: number,
+  measured: () => Promise<RunResult & { notes?: Record<string, unknown> }>,
+): Promise<RunResult & { notes: Record<string, unknown> }> {
+  const flood = startLoad({
+    ...base,
+    path: '/oauth/token',
+    method: 'POST',
+    headers: FORM,
+    connections,
+    duration: 3600,
+    setupClient: loginBodies(users),
+  });
+  await sleep(1000);
+  let result: RunResult & { notes?: Record<string, unknown> };
+  try {
+    result = await measured();
+  } finally {
+    flood.stop();
+  }
+  const floodResult = await flood.done;
+  return {
+    ...result,
+    notes: {
+      ...result.notes,
+      floodLoginsPerSecond: floodResult.rps,
+      floodLoginP50: floodResult.p50,
+      floodNon2xx: floodResult.non2xx,
+    },
+  };
+}
+
+/**
+ * The whole tessera side of the benchmark on one database: start the built
+ * service, seed users, measure JWKS, logins, refresh chains, the same under
+ * a login flood, a 200-connection login flood, and refresh latency at each
+ * stored-session count.
+ */
+export async function benchDatabase(
+  context: SuiteContext,
+  kind: DatabaseKind,
+  ceilingsFor: (sample: TesseraSample) => Promise<Ceilings>,
+): Promise<DatabaseResults> {
+  const { options, log } = context;
+  const dataDir = mkdtempSync(join(tmpdir(), `tessera-bench-${kind}-`));
+  const postgres = kind === 'postgres' ? await createPostgresDatabase() : null;
+  const databaseUrl = postgres ? postgres.url : `file:${join(dataDir, 'tessera.db')}`;
+  let tessera: Tessera | undefined;
+  try {
+    log(`\n== tessera on ${kind === 'sqlite' ? 'SQLite' : `PostgreSQL (${postgres?.name})`}`);
+    const startedAt = performance.now();
+    tessera = await startTessera({
+      root: context.root,
+      databaseUrl,
+      dataDir,
+      logFile: join(context.tmpDir, `tessera-${kind}.log`),
+      ...(options.profile ? { cpuProfileDir: join(context.tmpDir, 'profiles', kind) } : {}),
+    });
+    const startupSeconds = round((performance.now() - startedAt) / 1000, 2);
+    const url = tessera.url;
+    log(`  ready in ${startupSeconds} s at ${url} (pid ${tessera.pid})`);
+    const databaseInfo: Record<string, string> = postgres
+      ? await postgresInfo(postgres.url)
+      : { engine: 'sqlite (WAL, synchronous=FULL)' };
+
+    const users = await registerUsers(url, options.users);
+    const first = users[0];
+    if (!first) throw new Error('no users');
+    const sample: TesseraSample = {
+      jwks: await fetchJwks(url),
+      claims: decodeClaims((await login(url, first)).access_token),
+    };
+    await sleep(500);
+    const idleRssMiB = round(tessera.rss.currentMiB, 1);
+    const base = { url, duration: options.seconds, connections: 1, path: '/' };
+    const { connections } = options;
+    const live = tessera;
+
+    const jwksRun = (seconds: number) =>
+      runLoad({ ...base, path: '/.well-known/jwks.json', connections: connections.jwks, duration: seconds });
+    const loginRun = (seconds: number, conns = connections.login) =>
+      runLoad({
+        ...base,
+        path: '/oauth/token',
+        method: 'POST',
+        headers: FORM,
+        connections: conns,
+        duration: seconds,
+        setupClient: loginBodies(users),
+      });
+    const prepareChains = () => freshRefreshTokens(url, users, connections.refresh);
+    const refreshRun = async (seconds: number, tokens?: string[]) => {
+      const chains = refreshChains(tokens ?? (await prepareChains()));
+      const result = await runLoad({
+        ...base,
+        path: '/oauth/token',
+        method: 'POST',
+        headers: FORM,
+        connections: connections.refresh,
+        duration: seconds,
+        setupClient: chains.setupClient,
+      });
+      return { ...result, ...(chains.broken() > 0 ? { notes: { brokenChains: chains.broken() } } : {}) };
+    };
+
+    const ceilings = await ceilingsFor(sample);
+    log('  JWKS, paired with bare Fastify serving the same bytes');
+    const jwks = await paired(
+      context,
+      live,
+      ['jwks', 'bare jwks'],
+      [connections.jwks, connections.jwks],
+      jwksRun,
+      ceilings.jwks,
+    );
+    log(`  logins (password grant), paired with raw argon2id verifies x${options.hashConcurrency}`);
+    const loginPair = await paired(
+      context,
+      live,
+      ['login', `argon2 x${options.hashConcurrency}`],
+      [connections.login, options.hashConcurrency],
+      (s) => loginRun(s),
+      ceilings.argon2,
+    );
+    log('  refresh (one rotating chain per connection), paired with bare Fastify + one RS256 sign');
+    const refreshPair = await paired(
+      context,
+      live,
+      ['refresh', 'sign-only x1'],
+      [connections.refresh, connections.refresh],
+      (s) => refreshRun(s),
+      ceilings.sign,
+    );
+
+    log(`  JWKS under a login flood (${connections.flood} login connections)`);
+    const jwksUnderLoginFlood = await repeat(
+      context,
+      live,
+      'jwks+flood',
+      connections.jwks,
+      (s) => underLoginFlood(base, users, connections.flood, () => jwksRun(s)),
+      { warmup: false },
+    );
+    log(`  refresh under a login flood (${connections.flood} login connections)`);
+    const refreshUnderLoginFlood = await repeat(
+      context,
+      live,
+      'refresh+flood',
+      connections.refresh,
+      async (s) => {
+        const tokens = await prepareChains();
+        return underLoginFlood(base, users, connections.flood, () => refreshRun(s, tokens));
+      },
+      { warmup: false },
+    );
+    log(`  ${connections.bigFlood} concurrent login connections (memory)`);
+    const loginBigFlood = await repeat(
+      context,
+      live,
+      `login x${connections.bigFlood}`,
+      connections.bigFlood,
+      (s) => loginRun(s, connections.bigFlood),
+      { warmup: false, repetitions: 1 },
+    );
+    // The clients are gone, but logins already queued for argon2id still run: count what completes.
+    const countSessions = () =>
+      postgres ? countPostgresSessions(postgres.url) : Promise.resolve(countSqliteSessions(sqliteFile(databaseUrl)));
+    const atStop = await countSessions();
+    let settled = atStop;
+    const drainStarted = performance.now();
+    for (let stable = 0; stable < 3 && performance.now() - drainStarted < 30_000; ) {
+      await sleep(500);
+      const now = await countSessions();
+      stable = now === settled ? stable + 1 : 0;
+      settled = now;
+    }
+    loginBigFlood.notes = {
+      ...loginBigFlood.notes,
+      loginsCompletedAfterClientsLeft: settled - atStop,
+      drainSeconds: round((performance.now() - drainStarted) / 1000 - 1.5, 1),
+    };
+    log(`    ${settled - atStop} queued logins completed after the clients had gone`);
+
+    const scale: ScalePoint[] = [];
+    for (const size of options.sessionSizes) {
+      const current = postgres
+        ? await countPostgresSessions(postgres.url)
+        : countSqliteSessions(sqliteFile(databaseUrl));
+      const missing = size - current;
+      let seed: SeedResult | null = null;
+      if (missing > 0) {
+        // Let requests still in flight from the last run finish: on SQLite the seeding transaction holds
+        // the write lock, and a write waiting for it blocks the service's event loop (busy_timeout).
+        await sleep(2000);
+        log(`  seeding ${missing.toLocaleString('en-US')} sessions (to ${size.toLocaleString('en-US')})`);
+        const userIds = users.map((user) => user.id);
+        seed = postgres
+          ? await seedPostgresSessions(postgres.url, userIds, missing)
+          : seedSqliteSessions(sqliteFile(databaseUrl), userIds, missing);
+        seed.seconds = round(seed.seconds, 2);
+        seed.sizeMiB = round(seed.sizeMiB, 1);
+        log(`    ${seed.seconds} s; ${seed.total.toLocaleString('en-US')} rows, database ${seed.sizeMiB} MiB`);
+      }
+      log(`  refresh with ${size.toLocaleString('en-US')} stored sessions`);
+      const measurement = await repeat(context, live, `refresh@${size}`, connections.refresh, (s) => refreshRun(s));
+      scale.push({ sessions: seed?.total ?? current, seed, refresh: measurement });
+    }
+
+    const peakRssMiB = round(tessera.rss.peakMiB, 1);
+    return {
+      database: kind,
+      databaseInfo,
+      startupSeconds,
+      idleRssMiB,
+      jwks: jwks.tessera,
+      login: loginPair.tessera,
+      refresh: refreshPair.tessera,
+      ceilings: { bareJwks: jwks.ceiling, argon2: loginPair.ceiling, signOnly: refreshPair.ceiling },
+      pairedRatios: { jwks: jwks.ratio, login: loginPair.ratio, refresh: refreshPair.ratio },
+      jwksUnderLoginFlood,
+      refreshUnderLoginFlood,
+      loginBigFlood,
+      scale,
+      peakRssMiB,
+    };
+  } finally {
+    await tessera?.stop();
+    await postgres?.drop().catch((error: unknown) => log(`  could not drop ${postgres.name}: ${String(error)}`));
+    rmSync(dataDir, { recursive: true, force: true });
+  }
+}
