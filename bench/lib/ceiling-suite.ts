@@ -60,12 +60,7 @@ export async function startCeilings(context: SuiteContext, sample: TesseraSample
     const signEnv = { BENCH_SERVER: 'sign', BENCH_CLAIMS: JSON.stringify(sample.claims) };
     const signServer = await startCeilingServer(context, 'sign-only-1', signEnv);
     servers.push(signServer);
-    const clusterServer = await startCeilingServer(
-      context,
-      `sign-only-${options.cores}`,
-      signEnv,
-      options.cores,
-    );
+    const clusterServer = await startCeilingServer(context, `sign-only-${options.cores}`, signEnv, options.cores);
     servers.push(clusterServer);
 
     const signRun = (server: ChildServer, seconds: number) => {
