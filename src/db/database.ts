@@ -3,8 +3,7 @@ import { dirname } from 'node:path';
 import { PrismaBetterSqlite3 } from '@prisma/adapter-better-sqlite3';
 import { PrismaPg } from '@prisma/adapter-pg';
 import pg from 'pg';
-import { PrismaClient as PostgresPrismaClient } from '../generated/postgres/client.js';
-import { PrismaClient as SqlitePrismaClient } from '../generated/sqlite/client.js';
+import type { PrismaClient as SqlitePrismaClient } from '../generated/sqlite/client.js';
 import { inSpan } from '../telemetry/tracing.js';
 import { type DatabaseProvider, providerOf, sqliteFilePath } from './migrate.js';
 
@@ -62,7 +61,9 @@ export async function openDatabase(databaseUrl: string, options: OpenDatabaseOpt
     mkdirSync(dirname(file), { recursive: true });
     // timeout: how long a writer waits for another process's lock (busy_timeout).
     const adapter = new PrismaBetterSqlite3({ url: file, timeout: 5000 });
-    const base = new SqlitePrismaClient({ adapter });
+    // Each generated client loads its own query compiler (wasm); import only the one in use.
+    const { PrismaClient: SqliteClient } = await import('../generated/sqlite/client.js');
+    const base = new SqliteClient({ adapter });
     const prisma = traced(base, 'sqlite');
     await prisma.$queryRawUnsafe('PRAGMA journal_mode = WAL');
     await prisma.$queryRawUnsafe('PRAGMA synchronous = FULL');
@@ -92,6 +93,7 @@ export async function openDatabase(databaseUrl: string, options: OpenDatabaseOpt
   });
   // An idle connection dropped by the server must not crash the process.
   pool.on('error', () => {});
+  const { PrismaClient: PostgresPrismaClient } = await import('../generated/postgres/client.js');
   const prisma = traced(
     new PostgresPrismaClient({ adapter: new PrismaPg(pool) }) as unknown as PrismaClient,
     'postgresql',
