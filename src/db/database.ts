@@ -28,6 +28,8 @@ export interface Database {
 export interface OpenDatabaseOptions {
   /** PostgreSQL pool size per instance. */
   poolSize?: number;
+  /** SQLite `PRAGMA synchronous` (default `normal`; see SQLITE_SYNCHRONOUS in .env.example). */
+  sqliteSynchronous?: 'normal' | 'full';
 }
 
 /**
@@ -51,8 +53,11 @@ function traced<T extends PrismaClient>(prisma: T, system: string): T {
 /**
  * Opens the database named by DATABASE_URL: `file:` selects SQLite through
  * better-sqlite3, `postgres(ql)://` selects PostgreSQL through node-postgres.
- * SQLite runs in WAL mode with `synchronous = FULL`, so a write acknowledged to
- * a client survives a crash of the process or the machine.
+ * SQLite runs in WAL mode. With `synchronous = NORMAL` (the default) a commit
+ * is not fsynced: it survives a crash of the process, and a power loss can
+ * lose the last commits but never corrupts the database. `FULL` fsyncs every
+ * commit, which better-sqlite3 does on the event loop (milliseconds per write,
+ * during which nothing else is served).
  */
 export async function openDatabase(databaseUrl: string, options: OpenDatabaseOptions = {}): Promise<Database> {
   const provider = providerOf(databaseUrl);
@@ -66,7 +71,7 @@ export async function openDatabase(databaseUrl: string, options: OpenDatabaseOpt
     const base = new SqliteClient({ adapter });
     const prisma = traced(base, 'sqlite');
     await prisma.$queryRawUnsafe('PRAGMA journal_mode = WAL');
-    await prisma.$queryRawUnsafe('PRAGMA synchronous = FULL');
+    await prisma.$queryRawUnsafe(`PRAGMA synchronous = ${options.sqliteSynchronous === 'full' ? 'FULL' : 'NORMAL'}`);
     await prisma.$queryRawUnsafe('PRAGMA foreign_keys = ON');
     return {
       provider,
