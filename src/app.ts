@@ -115,14 +115,16 @@ export function buildApp(config: Config, options: AppOptions = {}): FastifyInsta
   app.addHook('preClose', async () => {
     closing = true;
   });
-  app.addHook('onRequest', async (_request, reply) => {
-    if (!closing) return;
+  // Callback-style hooks: every request runs them, and an async hook costs a promise each.
+  app.addHook('onRequest', (_request, reply, done) => {
+    if (!closing) return done();
     reply.header('connection', 'close');
-    throw new ProblemError('service_unavailable', 'the server is shutting down; retry', { 'retry-after': '1' });
+    done(new ProblemError('service_unavailable', 'the server is shutting down; retry', { 'retry-after': '1' }));
   });
 
-  app.addHook('onSend', async (request, reply) => {
+  app.addHook('onSend', (request, reply, payload, done) => {
     reply.header('x-request-id', request.id);
+    done(null, payload);
   });
 
   app.addSchema(Problem);
