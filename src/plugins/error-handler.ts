@@ -9,7 +9,7 @@ import {
   type ProblemCode,
   ProblemError,
 } from '../errors.js';
-import { OverloadedError } from '../services/bounded-queue.js';
+import { AbandonedError, OverloadedError } from '../services/bounded-queue.js';
 
 declare module 'fastify' {
   interface FastifyContextConfig {
@@ -135,6 +135,13 @@ export default fp(
           return sendOAuth(reply, code, error.detail ?? PROBLEMS[error.code].title, error.status);
         }
         return sendProblem(request, reply, error.code, error.detail);
+      }
+      if (error instanceof AbandonedError) {
+        // The client has gone, so nobody reads this; answer as to any request
+        // that was not served (and do not log it as an error).
+        const detail = 'the request was dropped';
+        if (oauth) return sendOAuth(reply, 'temporarily_unavailable', detail);
+        return sendProblem(request, reply, 'service_unavailable', detail);
       }
       if (error instanceof OverloadedError) {
         reply.header('retry-after', String(error.retryAfter));
