@@ -1,4 +1,5 @@
 import type { PrismaClient } from '../db/database.js';
+import { toUserRecord, type UserRecord } from './user-repository.js';
 
 /** A stored session (refresh-token family). */
 export interface SessionRecord {
@@ -58,6 +59,12 @@ export class SessionRepository {
 
   async findById(id: string): Promise<SessionRecord | null> {
     return this.prisma.session.findUnique({ where: { id } });
+  }
+
+  /** The session and its user in one call (a refresh needs both; each query costs Prisma CPU). */
+  async findWithUser(id: string): Promise<(SessionRecord & { user: UserRecord }) | null> {
+    const row = await this.prisma.session.findUnique({ where: { id }, include: { user: true } });
+    return row && { ...row, user: toUserRecord(row.user) };
   }
 
   /**
