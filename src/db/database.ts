@@ -6,6 +6,7 @@ import pg from 'pg';
 import type { PrismaClient as SqlitePrismaClient } from '../generated/sqlite/client.js';
 import { inSpan } from '../telemetry/tracing.js';
 import { type DatabaseProvider, providerOf, sqliteFilePath } from './migrate.js';
+import { withStatementCache } from './statement-cache.js';
 
 /**
  * Both generated clients expose the same model API (the PostgreSQL schema is
@@ -65,7 +66,7 @@ export async function openDatabase(databaseUrl: string, options: OpenDatabaseOpt
     const file = sqliteFilePath(databaseUrl);
     mkdirSync(dirname(file), { recursive: true });
     // timeout: how long a writer waits for another process's lock (busy_timeout).
-    const adapter = new PrismaBetterSqlite3({ url: file, timeout: 5000 });
+    const adapter = withStatementCache(new PrismaBetterSqlite3({ url: file, timeout: 5000 }));
     // Each generated client loads its own query compiler (wasm); import only the one in use.
     const { PrismaClient: SqliteClient } = await import('../generated/sqlite/client.js');
     const base = new SqliteClient({ adapter });
