@@ -1,8 +1,15 @@
 import type { SqlMigrationAwareDriverAdapterFactory } from '@prisma/driver-adapter-utils';
-import type { Database, Statement } from 'better-sqlite3';
+import type { ColumnDefinition, Database, Statement } from 'better-sqlite3';
 
 /** How many distinct SQL texts keep a prepared statement (Prisma's are few; `IN (...)` lists vary). */
 const CAPACITY = 256;
+
+/**
+ * Each statement's result columns, asked for on every read by the adapter and
+ * rebuilt by better-sqlite3 on each call. Prisma names its columns explicitly,
+ * so a statement's columns do not change while it is cached.
+ */
+const columnsOf = new WeakMap<Statement, ColumnDefinition[]>();
 
 /** The part of a better-sqlite3 statement Prisma's adapter uses, bound to one call's arguments. */
 class BoundStatement {
@@ -17,7 +24,12 @@ class BoundStatement {
     return this.statement.run(this.args);
   }
   columns() {
-    return this.statement.columns();
+    let columns = columnsOf.get(this.statement);
+    if (!columns) {
+      columns = this.statement.columns();
+      columnsOf.set(this.statement, columns);
+    }
+    return columns;
   }
   raw() {
     const statement = this.statement.raw(true);
