@@ -53,11 +53,18 @@ const UNAVAILABLE_CODES = new Set([
   'SQLITE_BUSY',
 ]);
 
+/** Driver-adapter error kinds that mean the connection, not the query, failed. */
+const UNAVAILABLE_KINDS = new Set(['DatabaseNotReachable', 'ConnectionClosed', 'SocketTimeout']);
+
 function isDatabaseUnavailable(error: unknown): boolean {
   for (let current = error, depth = 0; current && depth < 5; depth++) {
     if (current instanceof DatabaseUnavailableError) return true;
-    const { code, cause } = current as { code?: unknown; cause?: unknown };
+    const { code, cause, meta } = current as { code?: unknown; cause?: unknown; meta?: unknown };
     if (typeof code === 'string' && UNAVAILABLE_CODES.has(code)) return true;
+    // A failed raw query is P2010 whatever the reason; the adapter's error says which.
+    const kind = (meta as { driverAdapterError?: { cause?: { kind?: unknown } } } | undefined)?.driverAdapterError
+      ?.cause?.kind;
+    if (typeof kind === 'string' && UNAVAILABLE_KINDS.has(kind)) return true;
     const message = (current as { message?: unknown }).message;
     if (
       typeof message === 'string' &&
