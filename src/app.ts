@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply, LogController } from 'fastify';
-import { type DestinationStream, pino } from 'pino';
+import { type Bindings, type ChildLoggerOptions, type DestinationStream, pino } from 'pino';
 import type { Config } from './config.js';
 import { PROBLEMS, ProblemError } from './errors.js';
 import audit from './plugins/audit.js';
@@ -53,6 +53,77 @@ export const REDACTED_LOG_PATHS = [
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 
+type LevelName = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace';
+
+/**
+ * Each request's logger (bound to its request id), built only when the
+ * request logs something at an enabled level. pino serializes a child's
+ * bindings when it is created, through the redaction stringifier (the
+ * wildcard paths make that the slow path), and most requests (a JWKS fetch,
+ * with per-request access lines off) never log at all. A class, so a request
+ * costs one small object, not a closure per level.
+ */
+class LazyChildLogger {
+  #child: FastifyBaseLogger | null = null;
+  readonly #threshold: number;
+
+  constructor(
+    private readonly parent: FastifyBaseLogger,
+    private readonly bindings: Bindings,
+    private readonly options: ChildLoggerOptions,
+  ) {
+    this.#threshold = LazyChildLogger.#value(parent, options.level ?? parent.level);
+  }
+
+  static #value(logger: FastifyBaseLogger, level: string): number {
+    return (logger as unknown as { levels: { values: Record<string, number> } }).levels.values[level] ?? 0;
+  }
+
+  #real(): FastifyBaseLogger {
+    this.#child ??= this.parent.child(this.bindings, this.options);
+    return this.#child;
+  }
+
+  #log(level: LevelName, args: unknown[]): void {
+    // Once the child exists (or the level was changed through it), it decides.
+    if (!this.#child && LazyChildLogger.#value(this.parent, level) < this.#threshold) return;
+    (this.#real()[level] as (...a: unknown[]) => void)(...args);
+  }
+
+  get level(): string {
+    return this.#child ? this.#child.level : (this.options.level ?? this.parent.level);
+  }
+  set level(level: string) {
+    this.#real().level = level;
+  }
+  fatal(...args: unknown[]) {
+    this.#log('fatal', args);
+  }
+  error(...args: unknown[]) {
+    this.#log('error', args);
+  }
+  warn(...args: unknown[]) {
+    this.#log('warn', args);
+  }
+  info(...args: unknown[]) {
+    this.#log('info', args);
+  }
+  debug(...args: unknown[]) {
+    this.#log('debug', args);
+  }
+  trace(...args: unknown[]) {
+    this.#log('trace', args);
+  }
+  silent() {}
+  child(bindings: Bindings, options?: ChildLoggerOptions): FastifyBaseLogger {
+    return this.#real().child(bindings, options);
+  }
+}
+
+function lazyChildLogger(logger: FastifyBaseLogger, bindings: Bindings, options: ChildLoggerOptions) {
+  return new LazyChildLogger(logger, bindings, options) as unknown as FastifyBaseLogger;
+}
+
 /**
  * Builds the tessera application: every Fastify option, plugin and route.
  * The server, the CLI and the tests all use this one function.
@@ -83,6 +154,7 @@ export function buildApp(config: Config, options: AppOptions = {}): FastifyInsta
       return typeof header === 'string' && REQUEST_ID.test(header) ? header : randomUUID();
     },
     logController: new LogController({ requestIdLogLabel: 'requestId' }),
+    childLoggerFactory: lazyChildLogger,
     ajv: { customOptions: { coerceTypes: false } },
     // Requests that arrive while closing get the documented 503 (see the preClose hook below).
     return503OnClosing: false,
@@ -115,14 +187,16 @@ export function buildApp(config: Config, options: AppOptions = {}): FastifyInsta
   app.addHook('preClose', async () => {
     closing = true;
   });
-  app.addHook('onRequest', async (_request, reply) => {
-    if (!closing) return;
+  // Callback-style hooks: every request runs them, and an async hook costs a promise each.
+  app.addHook('onRequest', (_request, reply, done) => {
+    if (!closing) return done();
     reply.header('connection', 'close');
-    throw new ProblemError('service_unavailable', 'the server is shutting down; retry', { 'retry-after': '1' });
+    done(new ProblemError('service_unavailable', 'the server is shutting down; retry', { 'retry-after': '1' }));
   });
 
-  app.addHook('onSend', async (request, reply) => {
+  app.addHook('onSend', (request, reply, payload, done) => {
     reply.header('x-request-id', request.id);
+    done(null, payload);
   });
 
   app.addSchema(Problem);

@@ -22,6 +22,7 @@ export const EnvSchema = Type.Object({
   PORT: Type.Integer({ minimum: 0, maximum: 65535, default: 3000 }),
   DATABASE_URL: Type.String({ pattern: '^(file:|postgres(ql)?://)', default: 'file:./data/tessera.db' }),
   DATA_DIR: Type.String({ minLength: 1, default: './data' }),
+  SQLITE_SYNCHRONOUS: Type.Union([Type.Literal('normal'), Type.Literal('full')], { default: 'normal' }),
   ISSUER: Type.Optional(Type.String({ pattern: '^https?://[^\\s]+$' })),
   AUDIENCE: Type.Optional(Type.String({ minLength: 1 })),
   CLIENT_ID: Type.String({ minLength: 1, default: 'tessera' }),
@@ -78,6 +79,8 @@ export interface Config {
   host: string;
   port: number;
   databaseUrl: string;
+  /** SQLite `PRAGMA synchronous` (WAL mode): `normal` survives a process crash, `full` also a power loss. */
+  sqliteSynchronous: 'normal' | 'full';
   dataDir: string;
   issuer: string;
   audience: string;
@@ -195,6 +198,7 @@ export function loadConfig(
     host: env.HOST,
     port: env.PORT,
     databaseUrl: env.DATABASE_URL,
+    sqliteSynchronous: env.SQLITE_SYNCHRONOUS,
     dataDir: resolve(env.DATA_DIR),
     issuer,
     audience: env.AUDIENCE ?? issuer,

@@ -10,7 +10,7 @@ import { startTracing } from './telemetry/sdk.js';
  */
 export async function serve(config: Config): Promise<FastifyInstance> {
   // OpenTelemetry, when the standard OTEL_* variables ask for it; before the app exists.
-  const stopTracing = startTracing();
+  const stopTracing = await startTracing();
   const app = buildApp(config);
   let closing = false;
   const shutdown = (signal: NodeJS.Signals) => {

@@ -240,7 +240,7 @@ export async function benchDatabase(
     log(`  ready in ${startupSeconds} s at ${url} (pid ${tessera.pid})`);
     const databaseInfo: Record<string, string> = postgres
       ? await postgresInfo(postgres.url)
-      : { engine: 'sqlite (WAL, synchronous=FULL)' };
+      : { engine: 'sqlite (WAL, synchronous=NORMAL: the SQLITE_SYNCHRONOUS default)' };
 
     const users = await registerUsers(url, options.users);
     const first = users[0];

@@ -3,10 +3,10 @@ import { dirname } from 'node:path';
 import { PrismaBetterSqlite3 } from '@prisma/adapter-better-sqlite3';
 import { PrismaPg } from '@prisma/adapter-pg';
 import pg from 'pg';
-import { PrismaClient as PostgresPrismaClient } from '../generated/postgres/client.js';
-import { PrismaClient as SqlitePrismaClient } from '../generated/sqlite/client.js';
+import type { PrismaClient as SqlitePrismaClient } from '../generated/sqlite/client.js';
 import { inSpan } from '../telemetry/tracing.js';
 import { type DatabaseProvider, providerOf, sqliteFilePath } from './migrate.js';
+import { withStatementCache } from './statement-cache.js';
 
 /**
  * Both generated clients expose the same model API (the PostgreSQL schema is
@@ -29,6 +29,8 @@ export interface Database {
 export interface OpenDatabaseOptions {
   /** PostgreSQL pool size per instance. */
   poolSize?: number;
+  /** SQLite `PRAGMA synchronous` (default `normal`; see SQLITE_SYNCHRONOUS in .env.example). */
+  sqliteSynchronous?: 'normal' | 'full';
 }
 
 /**
@@ -52,8 +54,11 @@ function traced<T extends PrismaClient>(prisma: T, system: string): T {
 /**
  * Opens the database named by DATABASE_URL: `file:` selects SQLite through
  * better-sqlite3, `postgres(ql)://` selects PostgreSQL through node-postgres.
- * SQLite runs in WAL mode with `synchronous = FULL`, so a write acknowledged to
- * a client survives a crash of the process or the machine.
+ * SQLite runs in WAL mode. With `synchronous = NORMAL` (the default) a commit
+ * is not fsynced: it survives a crash of the process, and a power loss can
+ * lose the last commits but never corrupts the database. `FULL` fsyncs every
+ * commit, which better-sqlite3 does on the event loop (milliseconds per write,
+ * during which nothing else is served).
  */
 export async function openDatabase(databaseUrl: string, options: OpenDatabaseOptions = {}): Promise<Database> {
   const provider = providerOf(databaseUrl);
@@ -61,11 +66,13 @@ export async function openDatabase(databaseUrl: string, options: OpenDatabaseOpt
     const file = sqliteFilePath(databaseUrl);
     mkdirSync(dirname(file), { recursive: true });
     // timeout: how long a writer waits for another process's lock (busy_timeout).
-    const adapter = new PrismaBetterSqlite3({ url: file, timeout: 5000 });
-    const base = new SqlitePrismaClient({ adapter });
+    const adapter = withStatementCache(new PrismaBetterSqlite3({ url: file, timeout: 5000 }));
+    // Each generated client loads its own query compiler (wasm); import only the one in use.
+    const { PrismaClient: SqliteClient } = await import('../generated/sqlite/client.js');
+    const base = new SqliteClient({ adapter });
     const prisma = traced(base, 'sqlite');
     await prisma.$queryRawUnsafe('PRAGMA journal_mode = WAL');
-    await prisma.$queryRawUnsafe('PRAGMA synchronous = FULL');
+    await prisma.$queryRawUnsafe(`PRAGMA synchronous = ${options.sqliteSynchronous === 'full' ? 'FULL' : 'NORMAL'}`);
     await prisma.$queryRawUnsafe('PRAGMA foreign_keys = ON');
     return {
       provider,
@@ -92,6 +99,7 @@ export async function openDatabase(databaseUrl: string, options: OpenDatabaseOpt
   });
   // An idle connection dropped by the server must not crash the process.
   pool.on('error', () => {});
+  const { PrismaClient: PostgresPrismaClient } = await import('../generated/postgres/client.js');
   const prisma = traced(
     new PostgresPrismaClient({ adapter: new PrismaPg(pool) }) as unknown as PrismaClient,
     'postgresql',

@@ -1,10 +1,13 @@
 import { existsSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
-import { dirname, isAbsolute, join, resolve } from 'node:path';
+import { dirname, extname, isAbsolute, join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
+import { Worker } from 'node:worker_threads';
 import Sqlite from 'better-sqlite3';
 import pg from 'pg';
 import { projectRoot } from '../paths.js';
-import { type DatabaseProvider, NO_EXTERNAL_OBJECTS, openSchemaEngine } from './schema-engine.js';
+import type { MigrateWorkerInput, MigrateWorkerMessage } from './migrate-worker.js';
+import type { DatabaseProvider } from './schema-engine.js';
 
 export type { DatabaseProvider } from './schema-engine.js';
 
@@ -151,17 +154,11 @@ export async function applyMigrations(options: ApplyMigrationsOptions): Promise<
     // exclusive lock on the database even when it has nothing to apply.
     const done = await finishedMigrations(options.databaseUrl);
     if (source.migrations.every((migration) => done.has(migration.name))) return { applied: [] };
-    const { engine, close } = await openSchemaEngine(
-      provider,
-      connection,
-      { path: source.schemaPath, content: source.schema },
-      (line) => {
-        const message = engineMessage(line);
-        if (message) options.log?.(message);
-      },
-    );
-    try {
-      const { appliedMigrationNames } = await engine.applyMigrations({
+    const applied = await migrateInWorker(
+      {
+        provider,
+        connection,
+        schema: { path: source.schemaPath, content: source.schema },
         migrationsList: {
           baseDir: source.migrationsDir,
           lockfile: source.lockfile,
@@ -171,12 +168,60 @@ export async function applyMigrations(options: ApplyMigrationsOptions): Promise<
           })),
           shadowDbInitScript: '',
         },
-        filters: NO_EXTERNAL_OBJECTS,
-      });
-      return { applied: appliedMigrationNames };
-    } finally {
-      await close();
-    }
+      },
+      (line) => {
+        const message = engineMessage(line);
+        if (message) options.log?.(message);
+      },
+    );
+    return { applied };
+  });
+}
+
+/**
+ * Runs the schema engine in a worker thread (src/db/migrate-worker.ts) and
+ * resolves with the names of the migrations it applied. Once the worker exits,
+ * the engine's wasm is gone from memory: a server that migrated at start-up
+ * does not carry it for the rest of its life.
+ */
+function migrateInWorker(input: MigrateWorkerInput, log: (line: string) => void): Promise<string[]> {
+  // The same extension as this module: .js when built, .ts under tsx (tests, scripts).
+  const extension = extname(fileURLToPath(import.meta.url));
+  const url = new URL(`./migrate-worker${extension}`, import.meta.url);
+  // Under tsx (tests, scripts) the worker needs the TypeScript loader, which
+  // Node 20 does not carry into worker threads: register it there first.
+  const worker =
+    extension === '.ts'
+      ? new Worker(
+          `import(${JSON.stringify(import.meta.resolve('tsx/esm/api'))})` +
+            `.then((tsx) => tsx.register()).then(() => import(${JSON.stringify(url.href)}))`,
+          { eval: true, workerData: input },
+        )
+      : new Worker(url, { workerData: input });
+  return new Promise((resolvePromise, reject) => {
+    let settled = false;
+    worker.on('message', (message: MigrateWorkerMessage) => {
+      if (message.kind === 'log') log(message.line);
+      else if (message.kind === 'done') {
+        settled = true;
+        resolvePromise(message.applied);
+      } else {
+        settled = true;
+        const error = Object.assign(
+          new Error(message.message),
+          message.code === undefined ? {} : { code: message.code },
+        );
+        if (message.stack) error.stack = message.stack;
+        reject(error);
+      }
+    });
+    worker.on('error', (error) => {
+      settled = true;
+      reject(error);
+    });
+    worker.on('exit', (code) => {
+      if (!settled) reject(new Error(`the migration worker exited (code ${code}) before it finished`));
+    });
   });
 }
 

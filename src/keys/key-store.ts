@@ -1,9 +1,10 @@
 import { createHash, createPrivateKey, createPublicKey, generateKeyPair, type KeyObject } from 'node:crypto';
 import { promisify } from 'node:util';
-import { calculateJwkThumbprint, type JWK, type JWTPayload, SignJWT } from 'jose';
+import { calculateJwkThumbprint, type JWK, type JWTPayload } from 'jose';
 import type { SecretBox } from '../crypto/secret-box.js';
 import type { SigningKeyRecord, SigningKeyRepository } from '../repositories/signing-key-repository.js';
 import { inSpan } from '../telemetry/tracing.js';
+import { Signer } from './signer.js';
 
 const generateRsaKeyPair = promisify(generateKeyPair);
 
@@ -75,6 +76,7 @@ export class KeyStore {
   /** Told about every change a scheduled maintenance pass makes (for the audit trail). */
   onMaintenance: ((changes: KeyMaintenance) => Promise<void>) | null = null;
   #lastReload = 0;
+  readonly #signer = new Signer();
 
   constructor(
     private readonly repository: SigningKeyRepository,
@@ -268,15 +270,26 @@ export class KeyStore {
     this.#timer = null;
   }
 
+  /** Stops background work: key reloads and the signing thread. */
+  async close(): Promise<void> {
+    this.stopAutoReload();
+    await this.#signer.close();
+  }
+
   /** Signs an RFC 9068 access token with the current key. */
   async signAccessToken(claims: JWTPayload): Promise<string> {
     const current = this.#current;
     if (!current) throw new Error('no current signing key is loaded');
-    return inSpan('jwt.sign', { 'tessera.kid': current.kid, 'tessera.alg': SIGNING_ALGORITHM }, () =>
-      new SignJWT(claims)
-        .setProtectedHeader({ alg: SIGNING_ALGORITHM, typ: ACCESS_TOKEN_TYPE, kid: current.kid })
-        .sign(current.privateKey),
-    );
+    return inSpan('jwt.sign', { 'tessera.kid': current.kid, 'tessera.alg': SIGNING_ALGORITHM }, async () => {
+      // RFC 7515 compact serialization, byte for byte what jose's SignJWT makes
+      // (RS256 is deterministic); the RSA operation runs on the signing thread.
+      const header = Buffer.from(
+        JSON.stringify({ alg: SIGNING_ALGORITHM, typ: ACCESS_TOKEN_TYPE, kid: current.kid }),
+      ).toString('base64url');
+      const input = `${header}.${Buffer.from(JSON.stringify(claims)).toString('base64url')}`;
+      const signature = await this.#signer.sign(current.kid, current.privateKey, Buffer.from(input));
+      return `${input}.${signature.toString('base64url')}`;
+    });
   }
 
   /** Every stored key's metadata, newest first; never the private key. */

@@ -9,7 +9,7 @@ import {
   type ProblemCode,
   ProblemError,
 } from '../errors.js';
-import { OverloadedError } from '../services/bounded-queue.js';
+import { AbandonedError, OverloadedError } from '../services/bounded-queue.js';
 
 declare module 'fastify' {
   interface FastifyContextConfig {
@@ -53,11 +53,18 @@ const UNAVAILABLE_CODES = new Set([
   'SQLITE_BUSY',
 ]);
 
+/** Driver-adapter error kinds that mean the connection, not the query, failed. */
+const UNAVAILABLE_KINDS = new Set(['DatabaseNotReachable', 'ConnectionClosed', 'SocketTimeout']);
+
 function isDatabaseUnavailable(error: unknown): boolean {
   for (let current = error, depth = 0; current && depth < 5; depth++) {
     if (current instanceof DatabaseUnavailableError) return true;
-    const { code, cause } = current as { code?: unknown; cause?: unknown };
+    const { code, cause, meta } = current as { code?: unknown; cause?: unknown; meta?: unknown };
     if (typeof code === 'string' && UNAVAILABLE_CODES.has(code)) return true;
+    // A failed raw query is P2010 whatever the reason; the adapter's error says which.
+    const kind = (meta as { driverAdapterError?: { cause?: { kind?: unknown } } } | undefined)?.driverAdapterError
+      ?.cause?.kind;
+    if (typeof kind === 'string' && UNAVAILABLE_KINDS.has(kind)) return true;
     const message = (current as { message?: unknown }).message;
     if (
       typeof message === 'string' &&
@@ -135,6 +142,13 @@ export default fp(
           return sendOAuth(reply, code, error.detail ?? PROBLEMS[error.code].title, error.status);
         }
         return sendProblem(request, reply, error.code, error.detail);
+      }
+      if (error instanceof AbandonedError) {
+        // The client has gone, so nobody reads this; answer as to any request
+        // that was not served (and do not log it as an error).
+        const detail = 'the request was dropped';
+        if (oauth) return sendOAuth(reply, 'temporarily_unavailable', detail);
+        return sendProblem(request, reply, 'service_unavailable', detail);
       }
       if (error instanceof OverloadedError) {
         reply.header('retry-after', String(error.retryAfter));

@@ -43,7 +43,7 @@ export default fp(
       app.log.warn({ err: error }, 'signing key maintenance failed'),
     );
     app.decorate('keyStore', store);
-    app.addHook('onClose', async () => store.stopAutoReload());
+    app.addHook('onClose', async () => store.close());
   },
   { name: 'key-store', dependencies: ['database', 'audit'] },
 );

@@ -118,16 +118,38 @@ export default fp(
     hasher.onHashed = (seconds, kind) => hashDuration.observe({ kind }, seconds);
     app.audit.onRecord = (type) => auditEvents.inc({ type });
 
-    app.addHook('onResponse', async (request, reply) => {
+    // The histogram's child per (route, method, status), so a request does not
+    // build and hash a label set: prom-client does that on every labelled observe().
+    const requestTimers = new Map<string, Map<string, Map<number, { observe(value: number): void }>>>();
+    const requestTimer = (route: string, method: string, status: number) => {
+      let byMethod = requestTimers.get(route);
+      if (!byMethod) {
+        byMethod = new Map();
+        requestTimers.set(route, byMethod);
+      }
+      let byStatus = byMethod.get(method);
+      if (!byStatus) {
+        byStatus = new Map();
+        byMethod.set(method, byStatus);
+      }
+      let timer = byStatus.get(status);
+      if (!timer) {
+        timer = requests.labels({ method, route, status_code: String(status) });
+        byStatus.set(status, timer);
+      }
+      return timer;
+    };
+
+    app.addHook('onResponse', (request, reply, done) => {
       const route = request.routeOptions.url ?? 'unmatched';
-      if (route === '/metrics') return;
-      requests.observe(
-        { method: request.method, route, status_code: String(reply.statusCode) },
-        reply.elapsedTime / 1000,
-      );
-      if (route !== '/oauth/token' || request.method !== 'POST') return;
+      if (route === '/metrics') return done();
+      requestTimer(route, request.method, reply.statusCode).observe(reply.elapsedTime / 1000);
+      if (route === '/oauth/token' && request.method === 'POST') countTokenRequest(request, reply.statusCode);
+      done();
+    });
+
+    const countTokenRequest = (request: FastifyRequest, status: number) => {
       const grant = (request.body as { grant_type?: unknown } | undefined)?.grant_type;
-      const status = reply.statusCode;
       if (status === 200) tokensIssued.inc();
       const outcome =
         status === 200
@@ -143,7 +165,7 @@ export default fp(
                   : 'invalid_request';
       if (grant === 'password') logins.inc({ outcome });
       else if (grant === 'refresh_token') refreshes.inc({ outcome });
-    });
+    };
 
     const expected = config.metricsToken ? digest(`Bearer ${config.metricsToken}`) : null;
     const allowed = (request: FastifyRequest) =>

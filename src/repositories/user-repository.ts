@@ -11,7 +11,7 @@ export interface UserRecord {
   disabledAt: Date | null;
 }
 
-type UserRow = {
+export type UserRow = {
   id: string;
   username: string;
   passwordHash: string;
@@ -20,7 +20,8 @@ type UserRow = {
   disabledAt: Date | null;
 };
 
-function toRecord(row: UserRow): UserRecord {
+/** A users row as the services see it (roles are stored space-separated). */
+export function toUserRecord(row: UserRow): UserRecord {
   return {
     id: row.id,
     username: row.username,
@@ -50,7 +51,7 @@ export class UserRepository {
   }): Promise<UserRecord | null> {
     try {
       const row = await this.prisma.user.create({ data: { ...user, roles: user.roles.join(' ') } });
-      return toRecord(row);
+      return toUserRecord(row);
     } catch (error) {
       if (isUniqueViolation(error)) return null;
       throw error;
@@ -59,12 +60,12 @@ export class UserRepository {
 
   async findByUsernameKey(usernameKey: string): Promise<UserRecord | null> {
     const row = await this.prisma.user.findUnique({ where: { usernameKey } });
-    return row ? toRecord(row) : null;
+    return row ? toUserRecord(row) : null;
   }
 
   async findById(id: string): Promise<UserRecord | null> {
     const row = await this.prisma.user.findUnique({ where: { id } });
-    return row ? toRecord(row) : null;
+    return row ? toUserRecord(row) : null;
   }
 
   /** Replaces the stored hash only if it is still `expectedHash` (a login-time re-hash must not undo a password change). */

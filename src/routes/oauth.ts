@@ -124,6 +124,8 @@ const oauthRoutes: FastifyPluginAsyncTypebox<{ config: Config }> = async (app, {
             userAgent: request.headers['user-agent'] ?? null,
             ipAddress: request.ip,
             requestId: String(request.id),
+            // A queued login whose client has disconnected is not worth a hash.
+            abandoned: () => request.raw.socket?.destroyed === true,
           }),
         );
       }

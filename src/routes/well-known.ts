@@ -54,15 +54,22 @@ const wellKnownRoutes: FastifyPluginAsyncTypebox<{ config: Config }> = async (ap
     response: { 200: Metadata },
   };
   for (const path of ['/.well-known/openid-configuration', '/.well-known/oauth-authorization-server']) {
-    app.get(path, { schema: { ...metadataSchema, summary: 'Server metadata' } }, async (_request, reply) => {
-      reply.header('cache-control', `public, max-age=${config.jwksMaxAge}`);
-      return metadata;
-    });
+    // Hot, cacheable GETs: no per-request access-log lines (errors are still logged).
+    app.get(
+      path,
+      { logLevel: 'warn', schema: { ...metadataSchema, summary: 'Server metadata' } },
+      async (_request, reply) => {
+        reply.header('cache-control', `public, max-age=${config.jwksMaxAge}`);
+        return metadata;
+      },
+    );
   }
 
   app.get(
     '/.well-known/jwks.json',
     {
+      // Verifiers poll it: no per-request access-log lines (errors are still logged).
+      logLevel: 'warn',
       schema: {
         tags: ['discovery'],
         summary: 'Public signing keys (JWKS)',

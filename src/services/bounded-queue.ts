@@ -11,6 +11,14 @@ export class OverloadedError extends Error {
 }
 
 /**
+ * Thrown instead of running queued work whose requester has gone (its client
+ * disconnected while the job waited): nobody would read the result.
+ */
+export class AbandonedError extends Error {
+  override name = 'AbandonedError';
+}
+
+/**
  * Runs expensive work (argon2id: ~20 MiB and tens of milliseconds of a core
  * each) with at most `concurrency` jobs in flight and at most `limit` waiting.
  * Beyond that, work is refused immediately, so a flood costs neither memory
@@ -35,8 +43,12 @@ export class BoundedQueue {
     return this.#waiting.length;
   }
 
-  /** Runs `job` when a slot is free; throws {@link OverloadedError} when the queue is full. */
-  async run<T>(job: () => Promise<T>): Promise<T> {
+  /**
+   * Runs `job` when a slot is free; throws {@link OverloadedError} when the queue
+   * is full, and {@link AbandonedError} when `abandoned()` says, as the slot
+   * comes free, that nobody waits for the result any more.
+   */
+  async run<T>(job: () => Promise<T>, abandoned?: () => boolean): Promise<T> {
     if (this.#active >= this.concurrency) {
       if (this.#waiting.length >= this.limit) throw new OverloadedError('password hashing is saturated');
       await new Promise<void>((resolve) => this.#waiting.push(resolve));
@@ -44,6 +56,7 @@ export class BoundedQueue {
       this.#active += 1;
     }
     try {
+      if (abandoned?.()) throw new AbandonedError('the requester has gone');
       return await job();
     } finally {
       // Hand the slot straight to the next waiter (the count stays the same).

@@ -1,6 +1,7 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import type { SecretBox } from '../crypto/secret-box.js';
 import type { SessionRecord, SessionRepository } from '../repositories/session-repository.js';
+import type { UserRecord } from '../repositories/user-repository.js';
 import { deriveRefreshToken, parseRefreshToken, refreshTokenMatches } from './refresh-token.js';
 
 /** Lifetimes that govern sessions, in seconds. */
@@ -14,7 +15,8 @@ export interface SessionPolicy {
 export type RefreshFailure = 'invalid' | 'revoked' | 'expired' | 'reused';
 
 export type RefreshOutcome =
-  | { ok: true; userId: string; sessionId: string; refreshToken: string }
+  /** `user` is the session's owner as read with the session (the caller checks it is not disabled). */
+  | { ok: true; userId: string; user: UserRecord; sessionId: string; refreshToken: string }
   | { ok: false; reason: RefreshFailure; sessionId?: string; userId?: string };
 
 /** Whether a verified access token is still good (see {@link SessionService.accessTokenStatus}). */
@@ -76,9 +78,12 @@ export class SessionService {
   async refresh(token: string): Promise<RefreshOutcome> {
     const parts = parseRefreshToken(token);
     if (!parts) return { ok: false, reason: 'invalid' };
-    let session = await this.sessions.findById(parts.sessionId);
-    const secret = session && this.#openSecret(session);
-    if (!session || !secret || !refreshTokenMatches(secret, parts)) return { ok: false, reason: 'invalid' };
+    const first = await this.sessions.findWithUser(parts.sessionId);
+    const secret = first && this.#openSecret(first);
+    if (!first || !secret || !refreshTokenMatches(secret, parts)) return { ok: false, reason: 'invalid' };
+    // A session never changes owner: the user read now serves every pass below.
+    const { user } = first;
+    let session: SessionRecord | null = first;
 
     for (;;) {
       const now = this.now();
@@ -93,7 +98,7 @@ export class SessionService {
           new Date(now),
           this.#idleExpiry(now, session.expiresAt),
         );
-        if (rotated) return this.#success(session, secret, parts.generation + 1);
+        if (rotated) return this.#success(session, user, secret, parts.generation + 1);
         // Another request rotated it first: decide again on the fresh state.
         session = await this.sessions.findById(parts.sessionId);
         if (!session) return { ok: false, reason: 'invalid' };
@@ -102,7 +107,7 @@ export class SessionService {
 
       const withinGrace = now - session.lastRotatedAt.getTime() <= this.policy.refreshReuseGrace * 1000;
       if (parts.generation === session.generation - 1 && withinGrace) {
-        return this.#success(session, secret, session.generation);
+        return this.#success(session, user, secret, session.generation);
       }
       if (parts.generation < session.generation) {
         await this.sessions.revoke(session.id, 'refresh_token_reuse', new Date(now));
@@ -177,10 +182,11 @@ export class SessionService {
     return this.sessions.revokeAllForUser(userId, 'logout_all', new Date(this.now()));
   }
 
-  #success(session: SessionRecord, secret: Buffer, generation: number): RefreshOutcome {
+  #success(session: SessionRecord, user: UserRecord, secret: Buffer, generation: number): RefreshOutcome {
     return {
       ok: true,
       userId: session.userId,
+      user,
       sessionId: session.id,
       refreshToken: deriveRefreshToken(secret, session.id, generation),
     };

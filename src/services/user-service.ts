@@ -59,16 +59,17 @@ export class UserService {
   /**
    * Returns the active user whose credentials these are, or null. Unknown,
    * disabled and wrong-password cases cost the same argon2 work, so neither the
-   * answer nor its timing tells whether the account exists.
+   * answer nor its timing tells whether the account exists. `abandoned` says
+   * whether the client has gone (see {@link PasswordHasher.verify}).
    */
-  async authenticate(username: string, password: string): Promise<UserRecord | null> {
+  async authenticate(username: string, password: string, abandoned?: () => boolean): Promise<UserRecord | null> {
     const canonical = canonicalUsername(username);
     const user = 'error' in canonical ? null : await this.users.findByUsernameKey(canonical.key);
     if (!user) {
-      await this.hasher.verifyAgainstDummy(password);
+      await this.hasher.verifyAgainstDummy(password, abandoned);
       return null;
     }
-    const check = await this.hasher.verify(user.passwordHash, password);
+    const check = await this.hasher.verify(user.passwordHash, password, abandoned);
     if (!check.ok || user.disabledAt) return null;
     if (check.needsRehash) {
       // The configured argon2 parameters changed since this hash was made.

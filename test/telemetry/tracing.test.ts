@@ -40,10 +40,10 @@ describe('OpenTelemetry spans', () => {
 describe('startTracing', () => {
   it('is off by default and on with the standard OTEL_* variables', async () => {
     const { startTracing } = await import('../../src/telemetry/sdk.js');
-    assert.equal(startTracing({}), null);
-    assert.equal(startTracing({ OTEL_TRACES_EXPORTER: 'console', OTEL_SDK_DISABLED: 'true' }), null);
+    assert.equal(await startTracing({}), null);
+    assert.equal(await startTracing({ OTEL_TRACES_EXPORTER: 'console', OTEL_SDK_DISABLED: 'true' }), null);
     const env: NodeJS.ProcessEnv = { OTEL_TRACES_EXPORTER: 'none', OTEL_EXPORTER_OTLP_ENDPOINT: 'http://127.0.0.1:1' };
-    const stop = startTracing(env);
+    const stop = await startTracing(env);
     assert.equal(typeof stop, 'function');
     assert.equal(env.OTEL_SERVICE_NAME, 'tessera');
     await stop?.();

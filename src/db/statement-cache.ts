@@ -1,0 +1,96 @@
+import type { SqlMigrationAwareDriverAdapterFactory } from '@prisma/driver-adapter-utils';
+import type { ColumnDefinition, Database, Statement } from 'better-sqlite3';
+
+/** How many distinct SQL texts keep a prepared statement (Prisma's are few; `IN (...)` lists vary). */
+const CAPACITY = 256;
+
+/**
+ * Each statement's result columns, asked for on every read by the adapter and
+ * rebuilt by better-sqlite3 on each call. Prisma names its columns explicitly,
+ * so a statement's columns do not change while it is cached.
+ */
+const columnsOf = new WeakMap<Statement, ColumnDefinition[]>();
+
+/** The part of a better-sqlite3 statement Prisma's adapter uses, bound to one call's arguments. */
+class BoundStatement {
+  constructor(
+    private readonly statement: Statement,
+    private readonly args: unknown[],
+  ) {}
+  get reader(): boolean {
+    return this.statement.reader;
+  }
+  run() {
+    return this.statement.run(this.args);
+  }
+  columns() {
+    let columns = columnsOf.get(this.statement);
+    if (!columns) {
+      columns = this.statement.columns();
+      columnsOf.set(this.statement, columns);
+    }
+    return columns;
+  }
+  raw() {
+    const statement = this.statement.raw(true);
+    return { all: () => statement.all(this.args) };
+  }
+}
+
+/** A cached statement as `prepare()` returns it: bound per call, never permanently. */
+class CachedStatement extends BoundStatement {
+  constructor(private readonly cached: Statement) {
+    super(cached, []);
+  }
+  bind(args: unknown[]) {
+    return new BoundStatement(this.cached, args);
+  }
+}
+
+/**
+ * Keeps the prepared statements of a better-sqlite3 connection. Prisma's
+ * adapter prepares every query afresh (SQLite parses and plans it each time:
+ * a few per cent of a refresh's CPU) and binds it permanently, so the cache
+ * hands out per-call bindings of one statement instead. Statements run to
+ * completion synchronously, so one statement is never used by two calls at once.
+ */
+function cacheStatements(db: Database): void {
+  const prepare = db.prepare.bind(db);
+  const cache = new Map<string, Statement>();
+  (db as unknown as { prepare: (sql: string) => CachedStatement }).prepare = (sql: string) => {
+    let statement = cache.get(sql);
+    if (statement) {
+      // Most recently used last, so the oldest is evicted first.
+      cache.delete(sql);
+    } else {
+      statement = prepare(sql);
+      if (cache.size >= CAPACITY) cache.delete(cache.keys().next().value as string);
+    }
+    cache.set(sql, statement);
+    return new CachedStatement(statement);
+  };
+}
+
+/**
+ * Wraps @prisma/adapter-better-sqlite3's factory so that each connection it
+ * opens caches its statements (see {@link cacheStatements}). The adapter keeps
+ * its better-sqlite3 connection in a `client` field; if a later version does
+ * not, connections are left as they are.
+ */
+export function withStatementCache(
+  inner: SqlMigrationAwareDriverAdapterFactory,
+): SqlMigrationAwareDriverAdapterFactory {
+  const patch = <T>(adapter: T): T => {
+    const client = (adapter as { client?: Partial<Database> }).client;
+    if (client && typeof client.prepare === 'function' && typeof client.exec === 'function') {
+      cacheStatements(client as Database);
+    }
+    return adapter;
+  };
+  return {
+    provider: inner.provider,
+    adapterName: inner.adapterName,
+    connect: async () => patch(await inner.connect()),
+    connectToShadowDb: async () => patch(await inner.connectToShadowDb()),
+  };
+}
