@@ -28,6 +28,8 @@ export interface BenchOptions {
   hashConcurrency: number;
   /** The machine's cores: the two-core (n-core) ceilings use all of them. */
   cores: number;
+  /** MALLOC_ARENA_MAX for the service, as the Docker image sets it; null leaves glibc's default. */
+  mallocArenaMax: string | null;
 }
 
 const USAGE = `npm run bench [-- options]
@@ -39,7 +41,8 @@ const USAGE = `npm run bench [-- options]
   --update-readme  put the new figures in README.md's Performance section
 
 Environment: BENCH_SESSIONS (largest stored-session count, default 1000000),
-BENCH_SECONDS, BENCH_REPETITIONS, BENCH_POSTGRES_URL.`;
+BENCH_SECONDS, BENCH_REPETITIONS, BENCH_POSTGRES_URL, BENCH_MALLOC_ARENA_MAX (the
+service's MALLOC_ARENA_MAX, default 2 as in the Docker image; "unset" for glibc's default).`;
 
 function positiveInteger(name: string, fallback: number): number {
   const raw = process.env[name];
@@ -47,6 +50,14 @@ function positiveInteger(name: string, fallback: number): number {
   const value = Number(raw.replaceAll('_', ''));
   if (!Number.isInteger(value) || value < 1) throw new Error(`${name} must be a positive integer (got ${raw})`);
   return value;
+}
+
+function mallocArenaMax(): string | null {
+  const raw = process.env.BENCH_MALLOC_ARENA_MAX ?? '2';
+  if (raw === 'unset') return null;
+  if (!/^[1-9][0-9]*$/.test(raw))
+    throw new Error(`BENCH_MALLOC_ARENA_MAX must be a positive integer or "unset" (got ${raw})`);
+  return raw;
 }
 
 export function parseOptions(argv: string[]): BenchOptions {
@@ -73,5 +84,6 @@ export function parseOptions(argv: string[]): BenchOptions {
     connections: { jwks: 16, login: 16, refresh: 16, flood: 32, bigFlood: 200 },
     hashConcurrency: Math.max(1, os.availableParallelism() - 1),
     cores: os.availableParallelism(),
+    mallocArenaMax: mallocArenaMax(),
   };
 }

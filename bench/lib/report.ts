@@ -34,6 +34,8 @@ export interface BenchReport {
     sessionSizes: number[];
     argon2: { memoryCost: number; timeCost: number; parallelism: number };
     hashConcurrency: number;
+    /** The service's MALLOC_ARENA_MAX (null: glibc's default); absent in reports before it was set. */
+    mallocArenaMax?: string | null;
     loadGenerator: string;
     notes: string[];
   };
@@ -88,7 +90,11 @@ export function markdownReport(report: BenchReport): string {
       `commit ${report.git.commit?.slice(0, 10) ?? 'unknown'}${report.git.dirty ? ' (+ uncommitted changes)' : ''}. ` +
       `${settings.repetitions} × ${settings.seconds} s runs per figure, median [min–max]; autocannon over loopback; ` +
       `argon2id m=${settings.argon2.memoryCost} t=${settings.argon2.timeCost} p=${settings.argon2.parallelism}, ` +
-      `HASH_CONCURRENCY ${settings.hashConcurrency}. Each tessera run is paired with a run of its ceiling; ` +
+      `HASH_CONCURRENCY ${settings.hashConcurrency}, ` +
+      (settings.mallocArenaMax
+        ? `MALLOC_ARENA_MAX=${settings.mallocArenaMax} (as the Docker image sets it). `
+        : "glibc's default malloc arenas. ") +
+      'Each tessera run is paired with a run of its ceiling; ' +
       'the ratio is taken per pair.',
   );
   out.push('');
@@ -98,7 +104,7 @@ export function markdownReport(report: BenchReport): string {
     const name = DATABASE_NAMES[db.database];
     const r = report.ratios[db.database];
     const cluster = extra
-      ? ` (${settings.hashConcurrency} proc. ${formatRate(extra.signOnlyCluster.rps.median)}: ${x(r?.refreshVsCluster)})`
+      ? ` (${machine.cores} proc. ${formatRate(extra.signOnlyCluster.rps.median)}: ${x(r?.refreshVsCluster)})`
       : '';
     rows.push([
       `JWKS (${db.jwks.connections} conn.)`,

@@ -233,6 +233,7 @@ export async function benchDatabase(
       databaseUrl,
       dataDir,
       logFile: join(context.tmpDir, `tessera-${kind}.log`),
+      mallocArenaMax: options.mallocArenaMax,
       ...(options.profile ? { cpuProfileDir: join(context.tmpDir, 'profiles', kind) } : {}),
     });
     const startupSeconds = round((performance.now() - startedAt) / 1000, 2);

@@ -15,6 +15,8 @@ export interface TesseraOptions {
   logFile: string;
   /** Write a V8 CPU profile of the service here (node --cpu-prof). */
   cpuProfileDir?: string;
+  /** MALLOC_ARENA_MAX in the service's environment (glibc reads it at start); null for the default. */
+  mallocArenaMax: string | null;
 }
 
 export interface Tessera extends ChildServer {
@@ -53,6 +55,7 @@ export async function startTessera(options: TesseraOptions): Promise<Tessera> {
     ARGON2_MEMORY_COST: String(ARGON2.memoryCost),
     ARGON2_TIME_COST: String(ARGON2.timeCost),
     ARGON2_PARALLELISM: String(ARGON2.parallelism),
+    ...(options.mallocArenaMax === null ? {} : { MALLOC_ARENA_MAX: options.mallocArenaMax }),
   };
   const nodeArgs = options.cpuProfileDir ? ['--cpu-prof', `--cpu-prof-dir=${options.cpuProfileDir}`] : [];
   const child = await startChild({
