@@ -168,7 +168,7 @@ export function markdownReport(report: BenchReport): string {
       p99(extra.argon2OneThread),
     ]);
     ceilingRows.push([
-      `Fastify + jose RS256 sign, ${settings.hashConcurrency} processes (node:cluster)`,
+      `Fastify + jose RS256 sign, ${machine.cores} processes (node:cluster)`,
       rate(extra.signOnlyCluster),
       p50(extra.signOnlyCluster),
       p99(extra.signOnlyCluster),
