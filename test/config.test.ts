@@ -21,6 +21,7 @@ describe('loadConfig', () => {
     assert.equal(config.allowRegistration, true);
     assert.equal(config.signingKeyBits, 2048);
     assert.deepEqual(config.argon2, { memoryCost: 19456, timeCost: 2, parallelism: 1 });
+    assert.equal(config.heapGrowingPercent, 30);
   });
 
   it('reads and converts settings', () => {
@@ -50,6 +51,7 @@ describe('loadConfig', () => {
       [{ KEY_ENCRYPTION_SECRET: 'short' }, /KEY_ENCRYPTION_SECRET/],
       [{ REFRESH_TOKEN_TTL: '999999999', SESSION_MAX_AGE: '100' }, /SESSION_MAX_AGE/],
       [{ LOG_LEVEL: 'loud' }, /LOG_LEVEL/],
+      [{ HEAP_GROWING_PERCENT: '-5' }, /HEAP_GROWING_PERCENT/],
     ];
     for (const [env, message] of bad) {
       assert.throws(
