@@ -35,34 +35,68 @@ export function helmetHeaders(options: HelmetOptions): { set: [string, string][]
 }
 
 /**
- * Browser-facing and overload protections: security headers (helmet's), CORS
- * for the configured origins only, and load shedding (under-pressure) on
- * event-loop delay and heap size, answered with 503 + Retry-After.
+ * The security headers of API responses (JSON and problem details), after the
+ * OWASP REST Security Cheat Sheet: no MIME sniffing, never framed, no referrer,
+ * readable cross-origin (the JWKS is fetched from anywhere; CORS still decides
+ * which pages may read the rest), HSTS behind HTTPS. helmet's other headers
+ * (COOP, Origin-Agent-Cluster, X-DNS-Prefetch-Control, X-Download-Options,
+ * X-Permitted-Cross-Domain-Policies, X-XSS-Protection) only mean something for
+ * HTML documents, so only /docs sends them. Every header is bytes that every
+ * caller parses: the JWKS is polled by every verifier.
+ */
+export function apiHeaders(hsts: boolean): [string, string][] {
+  return [
+    ['x-content-type-options', 'nosniff'],
+    ['x-frame-options', 'DENY'],
+    ['referrer-policy', 'no-referrer'],
+    ['cross-origin-resource-policy', 'cross-origin'],
+    ...(hsts ? ([['strict-transport-security', 'max-age=31536000; includeSubDomains']] as [string, string][]) : []),
+  ];
+}
+
+/** The API documentation's routes: an HTML page, so helmet's full set of headers. */
+const isDocumentation = (url: string | undefined) => url?.startsWith('/docs') === true;
+
+/**
+ * Browser-facing and overload protections: security headers (an API set, and
+ * helmet's on the HTML documentation), CORS for the configured origins only,
+ * and load shedding (under-pressure) on event-loop delay and heap size,
+ * answered with 503 + Retry-After.
  */
 export default fp(
   async function security(app: FastifyInstance, options: { config: Config }) {
     const { config } = options;
-    const headers = helmetHeaders({
-      // An API: no HTML except /docs, which needs its own inline assets.
+    const hsts = config.issuer.startsWith('https://');
+    const api = apiHeaders(hsts);
+    const documentation = helmetHeaders({
+      // Swagger UI needs its own inline assets.
       contentSecurityPolicy: false,
       crossOriginResourcePolicy: { policy: 'cross-origin' },
-      hsts: config.issuer.startsWith('https://') ? { maxAge: 31_536_000, includeSubDomains: true } : false,
+      hsts: hsts ? { maxAge: 31_536_000, includeSubDomains: true } : false,
     });
     // On every response, errors and 404s included: set on the raw response as helmet does.
-    app.addHook('onRequest', (_request, reply, done) => {
+    app.addHook('onRequest', (request, reply, done) => {
       const raw = reply.raw;
-      for (const [name, value] of headers.set) raw.setHeader(name, value);
-      for (const name of headers.remove) raw.removeHeader(name);
+      if (isDocumentation(request.routeOptions.url)) {
+        for (const [name, value] of documentation.set) raw.setHeader(name, value);
+        for (const name of documentation.remove) raw.removeHeader(name);
+      } else {
+        for (const [name, value] of api) raw.setHeader(name, value);
+      }
       done();
     });
-    await app.register(cors, {
-      origin: config.allowedOrigins.length > 0 ? config.allowedOrigins : false,
-      credentials: true,
-      methods: ['GET', 'POST', 'DELETE'],
-      allowedHeaders: ['authorization', 'content-type', 'x-request-id'],
-      exposedHeaders: ['x-request-id', 'retry-after', 'www-authenticate'],
-      maxAge: 600,
-    });
+    // With no origin allowed there is nothing for CORS to add: a preflight gets
+    // the same 404 either way, and no request pays for the check.
+    if (config.allowedOrigins.length > 0) {
+      await app.register(cors, {
+        origin: config.allowedOrigins,
+        credentials: true,
+        methods: ['GET', 'POST', 'DELETE'],
+        allowedHeaders: ['authorization', 'content-type', 'x-request-id'],
+        exposedHeaders: ['x-request-id', 'retry-after', 'www-authenticate'],
+        maxAge: 600,
+      });
+    }
     await app.register(underPressure, {
       maxEventLoopDelay: config.pressure.maxEventLoopDelay,
       maxHeapUsedBytes: config.pressure.maxHeapUsedBytes,

@@ -107,10 +107,53 @@ describe('browser-facing headers', () => {
   after(() => t.close());
 
   it('sends security headers on every response', async () => {
-    const res = await t.app.inject({ url: '/healthz' });
+    for (const url of ['/healthz', '/.well-known/jwks.json', '/no-such-route']) {
+      const res = await t.app.inject({ url });
+      assert.equal(res.headers['x-content-type-options'], 'nosniff', url);
+      assert.equal(res.headers['x-frame-options'], 'DENY', url);
+      assert.equal(res.headers['referrer-policy'], 'no-referrer', url);
+      assert.equal(res.headers['cross-origin-resource-policy'], 'cross-origin', url);
+      assert.ok(res.headers['x-request-id'], url);
+      // Headers that only mean something for HTML documents stay off API responses.
+      for (const name of [
+        'cross-origin-opener-policy',
+        'origin-agent-cluster',
+        'x-xss-protection',
+        'x-download-options',
+      ])
+        assert.equal(res.headers[name], undefined, `${name} on ${url}`);
+    }
+  });
+
+  it("sends helmet's document headers on the HTML documentation", async () => {
+    const res = await t.app.inject({ url: '/docs/' });
+    assert.equal(res.statusCode, 200);
+    assert.match(String(res.headers['content-type']), /text\/html/);
     assert.equal(res.headers['x-content-type-options'], 'nosniff');
     assert.equal(res.headers['x-frame-options'], 'SAMEORIGIN');
-    assert.ok(res.headers['referrer-policy']);
+    assert.equal(res.headers['cross-origin-opener-policy'], 'same-origin');
+    assert.equal(res.headers['origin-agent-cluster'], '?1');
+  });
+
+  it('sends HSTS when the issuer is HTTPS, and not over plain HTTP', async () => {
+    assert.equal((await t.app.inject({ url: '/healthz' })).headers['strict-transport-security'], undefined);
+    const https = await startTestApp('sqlite', { env: { ISSUER: 'https://auth.example.test' } });
+    try {
+      for (const url of ['/healthz', '/docs/']) {
+        const res = await https.app.inject({ url });
+        assert.match(String(res.headers['strict-transport-security']), /^max-age=31536000; includeSubDomains/, url);
+      }
+      // No ALLOWED_ORIGINS: no cross-origin access, preflights included.
+      const preflight = await https.app.inject({
+        method: 'OPTIONS',
+        url: '/oauth/token',
+        headers: { origin: 'https://app.example.test', 'access-control-request-method': 'POST' },
+      });
+      assert.equal(preflight.statusCode, 404);
+      assert.equal(preflight.headers['access-control-allow-origin'], undefined);
+    } finally {
+      await https.close();
+    }
   });
 
   it('allows CORS for the configured origins only', async () => {
