@@ -2,10 +2,12 @@ import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { PrismaBetterSqlite3 } from '@prisma/adapter-better-sqlite3';
 import { PrismaPg } from '@prisma/adapter-pg';
+import type { Database as BetterSqlite3Connection } from 'better-sqlite3';
 import pg from 'pg';
 import type { PrismaClient as SqlitePrismaClient } from '../generated/sqlite/client.js';
 import { inSpan } from '../telemetry/tracing.js';
 import { type DatabaseProvider, providerOf, sqliteFilePath } from './migrate.js';
+import { postgresDriver, type SqlDriver, sqliteDriver } from './sql-driver.js';
 import { withStatementCache } from './statement-cache.js';
 
 /**
@@ -18,6 +20,8 @@ export type PrismaClient = SqlitePrismaClient;
 export interface Database {
   readonly provider: DatabaseProvider;
   readonly prisma: PrismaClient;
+  /** The hot path's statements, straight through the driver (see src/db/sql-driver.ts); repositories only. */
+  readonly sql: SqlDriver;
   /** Resolves when the database answers a trivial query. */
   ping(): Promise<void>;
   /** PostgreSQL connection pool state (for metrics); null on SQLite. */
@@ -66,7 +70,10 @@ export async function openDatabase(databaseUrl: string, options: OpenDatabaseOpt
     const file = sqliteFilePath(databaseUrl);
     mkdirSync(dirname(file), { recursive: true });
     // timeout: how long a writer waits for another process's lock (busy_timeout).
-    const adapter = withStatementCache(new PrismaBetterSqlite3({ url: file, timeout: 5000 }));
+    const current: { connection?: BetterSqlite3Connection } = {};
+    const adapter = withStatementCache(new PrismaBetterSqlite3({ url: file, timeout: 5000 }), (connection) => {
+      current.connection = connection;
+    });
     // Each generated client loads its own query compiler (wasm); import only the one in use.
     const { PrismaClient: SqliteClient } = await import('../generated/sqlite/client.js');
     const base = new SqliteClient({ adapter });
@@ -74,9 +81,12 @@ export async function openDatabase(databaseUrl: string, options: OpenDatabaseOpt
     await prisma.$queryRawUnsafe('PRAGMA journal_mode = WAL');
     await prisma.$queryRawUnsafe(`PRAGMA synchronous = ${options.sqliteSynchronous === 'full' ? 'FULL' : 'NORMAL'}`);
     await prisma.$queryRawUnsafe('PRAGMA foreign_keys = ON');
+    // The PRAGMAs opened the connection (the pinned adapter keeps it in `client`).
+    if (!current.connection) throw new Error('the SQLite adapter did not expose its better-sqlite3 connection');
     return {
       provider,
       prisma,
+      sql: sqliteDriver(() => current.connection as BetterSqlite3Connection),
       ping: async () => {
         await prisma.$queryRawUnsafe('SELECT 1');
       },
@@ -107,6 +117,7 @@ export async function openDatabase(databaseUrl: string, options: OpenDatabaseOpt
   return {
     provider,
     prisma,
+    sql: postgresDriver(pool),
     ping: async () => {
       await prisma.$queryRawUnsafe('SELECT 1');
     },

@@ -47,6 +47,14 @@ class CachedStatement extends BoundStatement {
   }
 }
 
+/** better-sqlite3's own `prepare` of each connection whose `prepare` Prisma's adapter now gets from the cache. */
+const nativePrepare = new WeakMap<Database, (sql: string) => Statement>();
+
+/** A plain better-sqlite3 statement on `db`, whether or not its `prepare` is the cache's. */
+export function prepareStatement(db: Database, sql: string): Statement {
+  return (nativePrepare.get(db) ?? db.prepare.bind(db))(sql);
+}
+
 /**
  * Keeps the prepared statements of a better-sqlite3 connection. Prisma's
  * adapter prepares every query afresh (SQLite parses and plans it each time:
@@ -56,6 +64,7 @@ class CachedStatement extends BoundStatement {
  */
 function cacheStatements(db: Database): void {
   const prepare = db.prepare.bind(db);
+  nativePrepare.set(db, prepare);
   const cache = new Map<string, Statement>();
   (db as unknown as { prepare: (sql: string) => CachedStatement }).prepare = (sql: string) => {
     let statement = cache.get(sql);
@@ -73,24 +82,37 @@ function cacheStatements(db: Database): void {
 
 /**
  * Wraps @prisma/adapter-better-sqlite3's factory so that each connection it
- * opens caches its statements (see {@link cacheStatements}). The adapter keeps
- * its better-sqlite3 connection in a `client` field; if a later version does
- * not, connections are left as they are.
+ * opens caches its statements (see {@link cacheStatements}), and hands each
+ * (non-shadow) connection to `onConnect`, for the statements tessera runs on
+ * it directly (src/db/sql-driver.ts). The adapter keeps its better-sqlite3
+ * connection in a `client` field; if a later version does not, connections are
+ * left as they are and `onConnect` is not called.
  */
 export function withStatementCache(
   inner: SqlMigrationAwareDriverAdapterFactory,
+  onConnect?: (connection: Database) => void,
 ): SqlMigrationAwareDriverAdapterFactory {
-  const patch = <T>(adapter: T): T => {
+  const patch = <T>(adapter: T): Database | null => {
     const client = (adapter as { client?: Partial<Database> }).client;
     if (client && typeof client.prepare === 'function' && typeof client.exec === 'function') {
       cacheStatements(client as Database);
+      return client as Database;
     }
-    return adapter;
+    return null;
   };
   return {
     provider: inner.provider,
     adapterName: inner.adapterName,
-    connect: async () => patch(await inner.connect()),
-    connectToShadowDb: async () => patch(await inner.connectToShadowDb()),
+    connect: async () => {
+      const adapter = await inner.connect();
+      const connection = patch(adapter);
+      if (connection) onConnect?.(connection);
+      return adapter;
+    },
+    connectToShadowDb: async () => {
+      const adapter = await inner.connectToShadowDb();
+      patch(adapter);
+      return adapter;
+    },
   };
 }

@@ -38,7 +38,7 @@ export default fp(
     const hasher = new PasswordHasher(config.argon2, config.hashing);
     const users = new UserService(new UserRepository(app.db.prisma), hasher, now);
     const sessions = new SessionService(
-      new SessionRepository(app.db.prisma),
+      new SessionRepository(app.db.prisma, app.db.sql),
       SecretBox.fromConfig(config),
       {
         refreshTokenTtl: config.refreshTokenTtl,

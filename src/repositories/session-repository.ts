@@ -1,4 +1,5 @@
 import type { PrismaClient } from '../db/database.js';
+import type { SqlDriver } from '../db/sql-driver.js';
 import { inSpan } from '../telemetry/tracing.js';
 import { toUserRecord, type UserRecord } from './user-repository.js';
 
@@ -62,7 +63,10 @@ export function markTokensRevoked(prisma: PrismaClient, userId: string, now: Dat
 
 /** Sessions table access. */
 export class SessionRepository {
-  constructor(private readonly prisma: PrismaClient) {}
+  constructor(
+    private readonly prisma: PrismaClient,
+    private readonly sql: SqlDriver,
+  ) {}
 
   async create(session: Omit<SessionRecord, 'revokedAt' | 'revokedReason'>): Promise<void> {
     await this.prisma.session.create({ data: session });
@@ -73,27 +77,24 @@ export class SessionRepository {
   }
 
   /**
-   * The session and its user in one query (a refresh needs both). Raw SQL, the
-   * same on SQLite and PostgreSQL: a raw query costs the Prisma client about a
-   * third of the CPU of a model query with an include, and this runs on every
-   * refresh. Dates come back as Date on both (the columns are typed).
+   * The session and its user in one query (a refresh needs both). Straight
+   * through the driver (see src/db/sql-driver.ts): this runs on every refresh.
    */
   async findWithUser(id: string): Promise<(SessionRecord & { user: UserRecord }) | null> {
-    // Raw queries bypass the model-query spans of src/db/database.ts: name this one here.
-    const rows = await inSpan(
-      'db.Session.findWithUser',
-      { 'db.operation': 'findWithUser' },
-      () =>
-        this.prisma.$queryRaw<SessionWithUserRow[]>`
-      SELECT s.id AS "id", s.user_id AS "userId", s.secret AS "secret", s.generation AS "generation",
-             s.created_at AS "createdAt", s.last_rotated_at AS "lastRotatedAt",
-             s.refresh_expires_at AS "refreshExpiresAt", s.expires_at AS "expiresAt",
-             s.revoked_at AS "revokedAt", s.revoked_reason AS "revokedReason",
-             s.user_agent AS "userAgent", s.ip_address AS "ipAddress",
-             u.username AS "username", u.password_hash AS "passwordHash", u.roles AS "roles",
-             u.created_at AS "userCreatedAt", u.disabled_at AS "userDisabledAt"
-        FROM sessions s JOIN users u ON u.id = s.user_id
-       WHERE s.id = ${id}`,
+    // Driver statements bypass the model-query spans of src/db/database.ts: name this one here.
+    const rows = await inSpan('db.Session.findWithUser', { 'db.operation': 'findWithUser' }, () =>
+      this.sql.query<SessionWithUserRow>(
+        `SELECT s.id AS "id", s.user_id AS "userId", s.secret AS "secret", s.generation AS "generation",
+                s.created_at AS "createdAt", s.last_rotated_at AS "lastRotatedAt",
+                s.refresh_expires_at AS "refreshExpiresAt", s.expires_at AS "expiresAt",
+                s.revoked_at AS "revokedAt", s.revoked_reason AS "revokedReason",
+                s.user_agent AS "userAgent", s.ip_address AS "ipAddress",
+                u.username AS "username", u.password_hash AS "passwordHash", u.roles AS "roles",
+                u.created_at AS "userCreatedAt", u.disabled_at AS "userDisabledAt"
+           FROM sessions s JOIN users u ON u.id = s.user_id
+          WHERE s.id = $1`,
+        [id],
+      ),
     );
     const row = rows[0];
     if (!row) return null;
@@ -120,17 +121,14 @@ export class SessionRepository {
    * and the losers no longer match `generation = fromGeneration`.
    */
   async rotate(id: string, fromGeneration: number, now: Date, refreshExpiresAt: Date): Promise<boolean> {
-    // Raw SQL (the same on both databases): it runs on every refresh, and a raw
-    // statement costs the Prisma client much less CPU than updateMany. Dates are
-    // bound as DateTime parameters, stored exactly as the model API stores them.
-    const count = await inSpan(
-      'db.Session.rotate',
-      { 'db.operation': 'rotate' },
-      () =>
-        this.prisma.$executeRaw`
-        UPDATE sessions
-           SET generation = ${fromGeneration + 1}, last_rotated_at = ${now}, refresh_expires_at = ${refreshExpiresAt}
-         WHERE id = ${id} AND generation = ${fromGeneration} AND revoked_at IS NULL`,
+    // Straight through the driver (the same SQL on both databases): it runs on every refresh.
+    const count = await inSpan('db.Session.rotate', { 'db.operation': 'rotate' }, () =>
+      this.sql.execute(
+        `UPDATE sessions
+            SET generation = $1, last_rotated_at = $2, refresh_expires_at = $3
+          WHERE id = $4 AND generation = $5 AND revoked_at IS NULL`,
+        [fromGeneration + 1, now, refreshExpiresAt, id, fromGeneration],
+      ),
     );
     return count === 1;
   }

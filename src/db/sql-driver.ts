@@ -1,0 +1,115 @@
+import type { Database as SqliteConnection, Statement } from 'better-sqlite3';
+import type pg from 'pg';
+import { prepareStatement } from './statement-cache.js';
+
+/** A value bound to a statement parameter. */
+export type SqlParam = string | number | Date | null;
+
+/**
+ * Statements run straight through the database driver, for the few queries on
+ * the hot path of every refresh. The Prisma client spends ~50 µs of event-loop
+ * CPU on each query it runs, raw ones included (argument mapping, its query
+ * interpreter, result mapping); the driver itself, a few. Only repositories
+ * use it. SQL is written once, in the dialect common to SQLite and PostgreSQL,
+ * with `$1, $2, …` placeholders, each used once and in order.
+ *
+ * Values are read and written exactly as the Prisma client stores them, so
+ * rows written here and through Prisma are interchangeable: DateTime columns
+ * come back as `Date` on both databases (`timestamptz(3)` on PostgreSQL), and
+ * `Date` parameters are stored as Prisma stores them (its ISO 8601 text on SQLite).
+ */
+export interface SqlDriver {
+  /** The rows of a query, keyed by column name (or alias). */
+  query<T>(text: string, params: readonly SqlParam[]): Promise<T[]>;
+  /** Runs an INSERT, UPDATE or DELETE; resolves to the number of rows it changed. */
+  execute(text: string, params: readonly SqlParam[]): Promise<number>;
+}
+
+/** `$1, $2, …` to SQLite's positional `?`; refuses placeholders out of order. */
+function positional(text: string): string {
+  let next = 1;
+  return text.replace(/\$(\d+)/g, (_, index: string) => {
+    if (Number(index) !== next) throw new Error(`SQL placeholders must be $1, $2, … each once, in order: ${text}`);
+    next += 1;
+    return '?';
+  });
+}
+
+/** Prisma's SQLite DateTime text (its adapter's default `iso8601` format). */
+const sqliteParam = (value: SqlParam) => (value instanceof Date ? value.toISOString().replace('Z', '+00:00') : value);
+
+/**
+ * A SQLite DateTime: Prisma's ISO 8601 text, or SQLite's own `CURRENT_TIMESTAMP`
+ * form (`YYYY-MM-DD HH:MM:SS`, UTC, which `Date` would read as local time).
+ */
+function sqliteDate(value: string): Date {
+  return new Date(/^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(\.\d+)?$/.test(value) ? `${value.replace(' ', 'T')}Z` : value);
+}
+
+/** The names of a statement's DateTime columns (Prisma declares them `DATETIME`). */
+function dateColumns(statement: Statement): string[] {
+  return statement
+    .columns()
+    .filter((column) => column.type?.toUpperCase() === 'DATETIME')
+    .map((column) => column.name);
+}
+
+/**
+ * The driver over the better-sqlite3 connection that Prisma's adapter opened
+ * (`connection()` answers the current one), so both share one connection and
+ * one view of the data. Statements are prepared once per connection and SQL
+ * text. better-sqlite3 runs them synchronously: one never interleaves with
+ * another, exactly as for Prisma's own queries on that connection.
+ */
+export function sqliteDriver(connection: () => SqliteConnection): SqlDriver {
+  const prepared = new WeakMap<SqliteConnection, Map<string, { statement: Statement; dates: string[] }>>();
+  const prepare = (text: string) => {
+    const db = connection();
+    let statements = prepared.get(db);
+    if (!statements) {
+      statements = new Map();
+      prepared.set(db, statements);
+    }
+    let entry = statements.get(text);
+    if (!entry) {
+      const statement = prepareStatement(db, positional(text));
+      entry = { statement, dates: statement.reader ? dateColumns(statement) : [] };
+      statements.set(text, entry);
+    }
+    return entry;
+  };
+  return {
+    async query<T>(text: string, params: readonly SqlParam[]): Promise<T[]> {
+      const { statement, dates } = prepare(text);
+      const rows = statement.all(params.map(sqliteParam)) as Record<string, unknown>[];
+      for (const row of rows) {
+        for (const name of dates) {
+          const value = row[name];
+          if (typeof value === 'string') row[name] = sqliteDate(value);
+          else if (typeof value === 'number') row[name] = new Date(value);
+        }
+      }
+      return rows as T[];
+    },
+    async execute(text: string, params: readonly SqlParam[]): Promise<number> {
+      return prepare(text).statement.run(params.map(sqliteParam)).changes;
+    },
+  };
+}
+
+/** Dates as ISO 8601 UTC text: exact to the millisecond, whatever the process's time zone. */
+const pgParam = (value: SqlParam) => (value instanceof Date ? value.toISOString() : value);
+
+/** The driver over tessera's PostgreSQL pool (the one the Prisma adapter also uses). */
+export function postgresDriver(pool: pg.Pool): SqlDriver {
+  return {
+    async query<T>(text: string, params: readonly SqlParam[]): Promise<T[]> {
+      const result = await pool.query(text, params.map(pgParam));
+      return result.rows as T[];
+    },
+    async execute(text: string, params: readonly SqlParam[]): Promise<number> {
+      const result = await pool.query(text, params.map(pgParam));
+      return result.rowCount ?? 0;
+    },
+  };
+}

@@ -1,0 +1,92 @@
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import { after, before, describe, it } from 'node:test';
+import { SessionRepository } from '../../src/repositories/session-repository.js';
+import { startTestApp, type TestApp } from '../helpers/app.js';
+import { testProviders } from '../helpers/databases.js';
+
+// The refresh path's statements run straight through the driver
+// (src/db/sql-driver.ts); rows they read and write must be exactly the rows
+// the Prisma client reads and writes, on both databases, in any time zone.
+for (const provider of testProviders()) {
+  describe(`session repository driver statements (${provider})`, () => {
+    let t: TestApp;
+    let sessions: SessionRepository;
+    let userId: string;
+    const zone = process.env.TZ;
+
+    before(async () => {
+      // Far from UTC, so a date read or bound as local time would be hours off.
+      process.env.TZ = 'Pacific/Kiritimati';
+      t = await startTestApp(provider);
+      sessions = new SessionRepository(t.app.db.prisma, t.app.db.sql);
+      const user = await t.app.db.prisma.user.create({
+        data: {
+          id: randomUUID(),
+          username: 'repo',
+          usernameKey: `repo-${randomUUID()}`,
+          passwordHash: 'x',
+          roles: 'admin',
+        },
+      });
+      userId = user.id;
+    });
+    after(async () => {
+      if (zone === undefined) delete process.env.TZ;
+      else process.env.TZ = zone;
+      await t.close();
+    });
+
+    const newSession = () => {
+      const now = new Date(Date.UTC(2026, 11, 1, 23, 59, 58, 123));
+      return {
+        id: randomUUID(),
+        userId,
+        secret: 'sealed-secret',
+        generation: 0,
+        createdAt: now,
+        lastRotatedAt: now,
+        refreshExpiresAt: new Date(now.getTime() + 3600_000),
+        expiresAt: new Date(now.getTime() + 86_400_000),
+        userAgent: 'test agent',
+        ipAddress: '127.0.0.1',
+      };
+    };
+
+    it('reads a session written by Prisma with its user, to the millisecond', async () => {
+      const session = newSession();
+      await sessions.create(session);
+      const found = await sessions.findWithUser(session.id);
+      assert.ok(found);
+      assert.equal(found.generation, 0);
+      assert.equal(found.createdAt.toISOString(), session.createdAt.toISOString());
+      assert.equal(found.refreshExpiresAt.toISOString(), session.refreshExpiresAt.toISOString());
+      assert.equal(found.expiresAt.toISOString(), session.expiresAt.toISOString());
+      assert.equal(found.revokedAt, null);
+      assert.equal(found.secret, 'sealed-secret');
+      assert.equal(found.user.id, userId);
+      assert.deepEqual(found.user.roles, ['admin']);
+      assert.equal(await sessions.findWithUser(randomUUID()), null);
+    });
+
+    it('rotates once per generation, and Prisma reads the rotated row exactly', async () => {
+      const session = newSession();
+      await sessions.create(session);
+      const now = new Date(session.createdAt.getTime() + 61_001);
+      const idle = new Date(now.getTime() + 7_200_000);
+      assert.equal(await sessions.rotate(session.id, 0, now, idle), true);
+      assert.equal(await sessions.rotate(session.id, 0, now, idle), false, 'generation 0 is gone');
+      const row = await sessions.findById(session.id);
+      assert.ok(row);
+      assert.equal(row.generation, 1);
+      assert.equal(row.lastRotatedAt.toISOString(), now.toISOString());
+      assert.equal(row.refreshExpiresAt.toISOString(), idle.toISOString());
+      // Stored as Prisma stores it: its own date filters still match the value.
+      const matched = await t.app.db.prisma.session.count({ where: { id: session.id, lastRotatedAt: now } });
+      assert.equal(matched, 1);
+      // A revoked session no longer rotates.
+      assert.equal(await sessions.revoke(session.id, 'logout', now), true);
+      assert.equal(await sessions.rotate(session.id, 1, now, idle), false);
+    });
+  });
+}
