@@ -49,6 +49,7 @@ export const EnvSchema = Type.Object({
   AUDIT_RETENTION_DAYS: Type.Integer({ minimum: 1, default: 90 }),
   HASH_CONCURRENCY: Type.Optional(Type.Integer({ minimum: 1, maximum: 256 })),
   HASH_QUEUE_LIMIT: Type.Integer({ minimum: 0, maximum: 100_000, default: 64 }),
+  SIGNING_THREADS: Type.Optional(Type.Integer({ minimum: 1, maximum: 64 })),
   REDIS_URL: Type.Optional(Type.String({ pattern: '^rediss?://' })),
   RATE_LIMIT_TOKEN: Type.Integer({ minimum: 0, default: 120 }),
   RATE_LIMIT_REGISTER: Type.Integer({ minimum: 0, default: 10 }),
@@ -111,6 +112,8 @@ export interface Config {
   auditRetentionDays: number;
   /** Password hashing: hashes in flight (default: one per core) and waiting before 503. */
   hashing: { concurrency: number; queueLimit: number };
+  /** Threads computing RS256 signatures (default: one per core but one, at least one). */
+  signingThreads: number;
   redisUrl: string | undefined;
   /** Requests per minute per client IP; 0 = no limit. */
   rateLimits: { token: number; register: number; password: number };
@@ -246,6 +249,8 @@ export function loadConfig(
       concurrency: env.HASH_CONCURRENCY ?? Math.max(1, availableParallelism() - 1),
       queueLimit: env.HASH_QUEUE_LIMIT,
     },
+    // The event loop keeps a core; on two cores a second signing thread only contends with it.
+    signingThreads: env.SIGNING_THREADS ?? Math.max(1, availableParallelism() - 1),
     redisUrl: env.REDIS_URL,
     rateLimits: { token: env.RATE_LIMIT_TOKEN, register: env.RATE_LIMIT_REGISTER, password: env.RATE_LIMIT_PASSWORD },
     loginThrottle: {

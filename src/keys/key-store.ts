@@ -36,6 +36,8 @@ export interface KeyStoreOptions {
   rotationInterval: number;
   /** Seconds a `next` key is published before it signs. */
   publishLead: number;
+  /** Threads that compute signatures (default 1; see Signer). */
+  signingThreads?: number;
   now: () => number;
   /**
    * Runs `fn` while holding the database-wide lock that makes key changes
@@ -76,13 +78,15 @@ export class KeyStore {
   /** Told about every change a scheduled maintenance pass makes (for the audit trail). */
   onMaintenance: ((changes: KeyMaintenance) => Promise<void>) | null = null;
   #lastReload = 0;
-  readonly #signer = new Signer();
+  readonly #signer: Signer;
 
   constructor(
     private readonly repository: SigningKeyRepository,
     private readonly box: SecretBox,
     private readonly options: KeyStoreOptions,
-  ) {}
+  ) {
+    this.#signer = new Signer(options.signingThreads ?? 1);
+  }
 
   /** True once a current signing key is loaded. */
   get ready(): boolean {

@@ -25,67 +25,97 @@ parentPort.on('message', (message) => {
 
 type Pending = { resolve: (signature: Buffer) => void; reject: (error: Error) => void };
 
+/** One signing thread and the calls it has yet to answer. */
+interface SigningThread {
+  worker: Worker;
+  pending: Map<number, Pending>;
+  sentKeys: Set<string>;
+  signed: number;
+}
+
 /**
- * Computes RS256 signatures on a thread of its own. An RSA-2048 signature is
- * the costliest CPU step of a refresh after the database; made on the event
- * loop (as jose does), it holds up every other request meanwhile. A dedicated
- * thread rather than libuv's pool (`crypto.sign` with a callback), because
- * argon2id hashes occupy that pool for tens of milliseconds each during a
- * login flood. If the thread ever fails, signing falls back to the event loop.
- * Only the key store uses it (it is the only holder of private keys).
+ * Computes RS256 signatures on threads of their own. An RSA-2048 signature
+ * (~0.2 ms of a core) is the costliest CPU step of a refresh after the
+ * database; made on the event loop (as jose does), it holds up every other
+ * request meanwhile, and one thread caps a process at one core's worth of
+ * signatures. Dedicated threads rather than libuv's pool (`crypto.sign` with a
+ * callback), because argon2id hashes occupy that pool for tens of
+ * milliseconds each during a login flood. Each call goes to the thread with
+ * the fewest signatures in flight. If a thread fails, the others carry on; with
+ * none left, signing falls back to the event loop. Only the key store uses it
+ * (it is the only holder of private keys).
  */
 export class Signer {
-  #worker: Worker | null = null;
-  #failed = false;
+  readonly #size: number;
+  #threads: SigningThread[] | null = null;
+  #failed = 0;
   #nextId = 0;
-  readonly #pending = new Map<number, Pending>();
-  readonly #sentKeys = new Set<string>();
+
+  /** @param threads how many signing threads to run (at least 1). */
+  constructor(threads = 1) {
+    this.#size = Math.max(1, Math.floor(threads));
+  }
 
   async sign(kid: string, key: KeyObject, input: Buffer): Promise<Buffer> {
-    const worker = this.#thread();
-    if (!worker) return sign('sha256', input, key);
-    if (!this.#sentKeys.has(kid)) {
-      worker.postMessage({ kid, key });
-      this.#sentKeys.add(kid);
+    const thread = this.#pick();
+    if (!thread) return sign('sha256', input, key);
+    if (!thread.sentKeys.has(kid)) {
+      thread.worker.postMessage({ kid, key });
+      thread.sentKeys.add(kid);
     }
     const id = this.#nextId++;
     return new Promise<Buffer>((resolve, reject) => {
-      this.#pending.set(id, { resolve, reject });
-      worker.postMessage({ id, kid, input });
+      thread.pending.set(id, { resolve, reject });
+      thread.worker.postMessage({ id, kid, input });
     });
   }
 
-  /** Ends the thread (at shutdown); a later signature starts a new one. */
-  async close(): Promise<void> {
-    const worker = this.#worker;
-    this.#worker = null;
-    this.#sentKeys.clear();
-    await worker?.terminate();
+  /** Signatures answered by each live thread so far. */
+  signedPerThread(): number[] {
+    return (this.#threads ?? []).map((thread) => thread.signed);
   }
 
-  #thread(): Worker | null {
-    if (this.#failed) return null;
-    if (this.#worker) return this.#worker;
+  /** Ends the threads (at shutdown); a later signature starts new ones. */
+  async close(): Promise<void> {
+    const threads = this.#threads ?? [];
+    this.#threads = null;
+    await Promise.all(threads.map((thread) => thread.worker.terminate()));
+  }
+
+  /** The live thread with the fewest signatures in flight; null once every thread has failed. */
+  #pick(): SigningThread | null {
+    if (this.#failed >= this.#size) return null;
+    this.#threads ??= Array.from({ length: this.#size - this.#failed }, () => this.#start());
+    let best: SigningThread | null = null;
+    for (const thread of this.#threads) {
+      if (!best || thread.pending.size < best.pending.size) best = thread;
+    }
+    return best;
+  }
+
+  #start(): SigningThread {
     const worker = new Worker(WORKER_SOURCE, { eval: true });
     // An idle signing thread must not keep a finished process (a CLI command) alive.
     worker.unref();
+    const thread: SigningThread = { worker, pending: new Map(), sentKeys: new Set(), signed: 0 };
     worker.on('message', (message: { id: number; signature?: Uint8Array; error?: string }) => {
-      const pending = this.#pending.get(message.id);
+      const pending = thread.pending.get(message.id);
       if (!pending) return;
-      this.#pending.delete(message.id);
+      thread.pending.delete(message.id);
+      thread.signed += 1;
       if (message.signature) pending.resolve(Buffer.from(message.signature));
       else pending.reject(new Error(`signing failed: ${message.error}`));
     });
     const fail = (error: Error) => {
-      if (this.#worker !== worker) return;
-      this.#failed = true;
-      this.#worker = null;
-      for (const pending of this.#pending.values()) pending.reject(error);
-      this.#pending.clear();
+      const threads = this.#threads;
+      if (!threads?.includes(thread)) return;
+      this.#failed += 1;
+      threads.splice(threads.indexOf(thread), 1);
+      for (const pending of thread.pending.values()) pending.reject(error);
+      thread.pending.clear();
     };
     worker.on('error', fail);
     worker.on('exit', (code) => fail(new Error(`the signing thread exited (code ${code})`)));
-    this.#worker = worker;
-    return worker;
+    return thread;
   }
 }

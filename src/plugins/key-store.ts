@@ -28,6 +28,7 @@ export default fp(
       keyRefreshInterval: config.keyRefreshInterval,
       rotationInterval: config.keyRotationInterval,
       publishLead: config.keyPublishLead,
+      signingThreads: config.signingThreads,
       now: options.now,
       withLock: (fn) => withMigrationLock(config.databaseUrl, fn),
     });

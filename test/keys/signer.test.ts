@@ -30,4 +30,36 @@ describe('Signer (RS256 on its own thread)', () => {
       await signer.close();
     }
   });
+
+  it('spreads concurrent signatures over several threads, each as jose would make it', async () => {
+    const signer = new Signer(3);
+    try {
+      const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+      const expected = await Promise.all(
+        Array.from({ length: 24 }, (_, n) =>
+          new SignJWT({ sub: 'user', n })
+            .setProtectedHeader({ alg: 'RS256', typ: 'at+jwt', kid: 'k' })
+            .sign(privateKey),
+        ),
+      );
+      const inputs = expected.map((jwt) => jwt.slice(0, jwt.lastIndexOf('.')));
+      // All requested at once: each goes to the thread with the fewest in flight.
+      const signatures = await Promise.all(inputs.map((input) => signer.sign('k', privateKey, Buffer.from(input))));
+      signatures.forEach((signature, n) => {
+        assert.equal(`${inputs[n]}.${signature.toString('base64url')}`, expected[n]);
+      });
+      const perThread = signer.signedPerThread();
+      assert.equal(perThread.length, 3, 'three signing threads');
+      assert.equal(
+        perThread.reduce((a, b) => a + b, 0),
+        24,
+      );
+      assert.ok(
+        perThread.every((count) => count > 0),
+        `every thread signed: ${perThread}`,
+      );
+    } finally {
+      await signer.close();
+    }
+  });
 });
