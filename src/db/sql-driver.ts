@@ -1,5 +1,6 @@
 import type { Database as SqliteConnection, Statement } from 'better-sqlite3';
-import type pg from 'pg';
+import pg from 'pg';
+import { DatabaseUnavailableError } from '../errors.js';
 import { prepareStatement } from './statement-cache.js';
 
 /** A value bound to a statement parameter. */
@@ -15,8 +16,9 @@ export type SqlParam = string | number | Date | null;
  *
  * Values are read and written exactly as the Prisma client stores them, so
  * rows written here and through Prisma are interchangeable: DateTime columns
- * come back as `Date` on both databases (`timestamptz(3)` on PostgreSQL), and
- * `Date` parameters are stored as Prisma stores them (its ISO 8601 text on SQLite).
+ * come back as `Date` on both databases, and `Date` parameters are stored as
+ * Prisma stores them (its ISO 8601 text on SQLite, its zone-less UTC text on
+ * PostgreSQL), in any process or database time zone.
  */
 export interface SqlDriver {
   /** The rows of a query, keyed by column name (or alias). */
@@ -65,6 +67,8 @@ export function sqliteDriver(connection: () => SqliteConnection): SqlDriver {
   const prepared = new WeakMap<SqliteConnection, Map<string, { statement: Statement; dates: string[] }>>();
   const prepare = (text: string) => {
     const db = connection();
+    // Closed at shutdown; Prisma reopens lazily, on its own next query.
+    if (!db.open) throw new DatabaseUnavailableError('the SQLite connection is closed');
     let statements = prepared.get(db);
     if (!statements) {
       statements = new Map();
@@ -97,19 +101,37 @@ export function sqliteDriver(connection: () => SqliteConnection): SqlDriver {
   };
 }
 
-/** Dates as ISO 8601 UTC text: exact to the millisecond, whatever the process's time zone. */
-const pgParam = (value: SqlParam) => (value instanceof Date ? value.toISOString() : value);
+/** PostgreSQL's `timestamptz`, the type of every Prisma DateTime column on PostgreSQL. */
+const TIMESTAMPTZ_OID = 1184;
+
+/**
+ * Dates as @prisma/adapter-pg binds them: the UTC wall-clock time with no
+ * offset, which PostgreSQL reads in the session's TimeZone. Binding the true
+ * instant instead would disagree with every row Prisma wrote whenever the
+ * database's TimeZone is not UTC.
+ */
+function pgParam(value: SqlParam): SqlParam {
+  return value instanceof Date ? value.toISOString().replace('T', ' ').replace('Z', '') : value;
+}
+
+/** `timestamptz` read back as the adapter reads it: the wall-clock time as UTC, whatever offset comes with it. */
+const pgTypes = {
+  getTypeParser: ((oid: number, format?: 'text' | 'binary') =>
+    oid === TIMESTAMPTZ_OID
+      ? (text: string) => new Date(text.replace(' ', 'T').replace(/[+-]\d{2}(:\d{2})?$/, '+00:00'))
+      : pg.types.getTypeParser(oid, format ?? 'text')) as typeof pg.types.getTypeParser,
+};
 
 /** The driver over tessera's PostgreSQL pool (the one the Prisma adapter also uses). */
 export function postgresDriver(pool: pg.Pool): SqlDriver {
+  const run = (text: string, params: readonly SqlParam[]) =>
+    pool.query({ text, values: params.map(pgParam), types: pgTypes });
   return {
     async query<T>(text: string, params: readonly SqlParam[]): Promise<T[]> {
-      const result = await pool.query(text, params.map(pgParam));
-      return result.rows as T[];
+      return (await run(text, params)).rows as T[];
     },
     async execute(text: string, params: readonly SqlParam[]): Promise<number> {
-      const result = await pool.query(text, params.map(pgParam));
-      return result.rowCount ?? 0;
+      return (await run(text, params)).rowCount ?? 0;
     },
   };
 }

@@ -50,7 +50,6 @@ const UNAVAILABLE_CODES = new Set([
   'ENOTFOUND',
   '57P01',
   '57P03',
-  'SQLITE_BUSY',
 ]);
 
 /** Driver-adapter error kinds that mean the connection, not the query, failed. */
@@ -61,6 +60,8 @@ function isDatabaseUnavailable(error: unknown): boolean {
     if (current instanceof DatabaseUnavailableError) return true;
     const { code, cause, meta } = current as { code?: unknown; cause?: unknown; meta?: unknown };
     if (typeof code === 'string' && UNAVAILABLE_CODES.has(code)) return true;
+    // better-sqlite3 reports extended codes: SQLITE_BUSY_SNAPSHOT, SQLITE_BUSY_TIMEOUT, …
+    if (typeof code === 'string' && code.startsWith('SQLITE_BUSY')) return true;
     // A failed raw query is P2010 whatever the reason; the adapter's error says which.
     const kind = (meta as { driverAdapterError?: { cause?: { kind?: unknown } } } | undefined)?.driverAdapterError
       ?.cause?.kind;

@@ -1,9 +1,10 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
+import pg from 'pg';
 import { SessionRepository } from '../../src/repositories/session-repository.js';
 import { startTestApp, type TestApp } from '../helpers/app.js';
-import { testProviders } from '../helpers/databases.js';
+import { createTestDatabase, TEST_POSTGRES_URL, type TestDatabase, testProviders } from '../helpers/databases.js';
 
 // The refresh path's statements run straight through the driver
 // (src/db/sql-driver.ts); rows they read and write must be exactly the rows
@@ -13,12 +14,22 @@ for (const provider of testProviders()) {
     let t: TestApp;
     let sessions: SessionRepository;
     let userId: string;
+    let database: TestDatabase;
     const zone = process.env.TZ;
 
     before(async () => {
-      // Far from UTC, so a date read or bound as local time would be hours off.
+      // Far from UTC, in the process and in the database session, so a date
+      // read or bound in the wrong zone would be hours off.
       process.env.TZ = 'Pacific/Kiritimati';
-      t = await startTestApp(provider);
+      database = await createTestDatabase(provider);
+      if (provider === 'postgres') {
+        const name = new URL(database.url).pathname.slice(1);
+        const admin = new pg.Client({ connectionString: TEST_POSTGRES_URL });
+        await admin.connect();
+        await admin.query(`ALTER DATABASE ${name} SET timezone TO 'America/Adak'`);
+        await admin.end();
+      }
+      t = await startTestApp(provider, { databaseUrl: database.url });
       sessions = new SessionRepository(t.app.db.prisma, t.app.db.sql);
       const user = await t.app.db.prisma.user.create({
         data: {
@@ -35,6 +46,7 @@ for (const provider of testProviders()) {
       if (zone === undefined) delete process.env.TZ;
       else process.env.TZ = zone;
       await t.close();
+      await database.drop();
     });
 
     const newSession = () => {
@@ -52,6 +64,13 @@ for (const provider of testProviders()) {
         ipAddress: '127.0.0.1',
       };
     };
+
+    if (provider === 'postgres') {
+      it('runs against a database whose session time zone is not UTC', async () => {
+        const [row] = await t.app.db.sql.query<{ zone: string }>('SELECT current_setting($1) AS "zone"', ['TimeZone']);
+        assert.equal(row?.zone, 'America/Adak');
+      });
+    }
 
     it('reads a session written by Prisma with its user, to the millisecond', async () => {
       const session = newSession();
