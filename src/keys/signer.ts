@@ -23,7 +23,14 @@ parentPort.on('message', (message) => {
 });
 `;
 
-type Pending = { resolve: (signature: Buffer) => void; reject: (error: Error) => void };
+/** A call in flight, with what it needs to be signed again elsewhere. */
+type Pending = {
+  kid: string;
+  key: KeyObject;
+  input: Buffer;
+  resolve: (signature: Buffer) => void;
+  reject: (error: Error) => void;
+};
 
 /** One signing thread and the calls it has yet to answer. */
 interface SigningThread {
@@ -65,7 +72,7 @@ export class Signer {
     }
     const id = this.#nextId++;
     return new Promise<Buffer>((resolve, reject) => {
-      thread.pending.set(id, { resolve, reject });
+      thread.pending.set(id, { kid, key, input, resolve, reject });
       thread.worker.postMessage({ id, kid, input });
     });
   }
@@ -79,6 +86,10 @@ export class Signer {
   async close(): Promise<void> {
     const threads = this.#threads ?? [];
     this.#threads = null;
+    for (const thread of threads) {
+      for (const pending of thread.pending.values()) pending.reject(new Error('the signer was closed'));
+      thread.pending.clear();
+    }
     await Promise.all(threads.map((thread) => thread.worker.terminate()));
   }
 
@@ -106,16 +117,20 @@ export class Signer {
       if (message.signature) pending.resolve(Buffer.from(message.signature));
       else pending.reject(new Error(`signing failed: ${message.error}`));
     });
-    const fail = (error: Error) => {
+    const fail = () => {
       const threads = this.#threads;
       if (!threads?.includes(thread)) return;
       this.#failed += 1;
       threads.splice(threads.indexOf(thread), 1);
-      for (const pending of thread.pending.values()) pending.reject(error);
+      // Its calls are signed again, on another thread or on the event loop: a
+      // refresh has already rotated its session when it signs, and a failed
+      // response would leave the client holding a token that is now spent.
+      const pending = [...thread.pending.values()];
       thread.pending.clear();
+      for (const call of pending) this.sign(call.kid, call.key, call.input).then(call.resolve, call.reject);
     };
     worker.on('error', fail);
-    worker.on('exit', (code) => fail(new Error(`the signing thread exited (code ${code})`)));
+    worker.on('exit', fail);
     return thread;
   }
 }

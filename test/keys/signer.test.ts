@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
-import { generateKeyPairSync } from 'node:crypto';
+import { generateKeyPairSync, verify } from 'node:crypto';
 import { describe, it } from 'node:test';
+import type { Worker } from 'node:worker_threads';
 import { SignJWT } from 'jose';
 import { Signer } from '../../src/keys/signer.js';
 
@@ -61,5 +62,38 @@ describe('Signer (RS256 on its own thread)', () => {
     } finally {
       await signer.close();
     }
+  });
+
+  it('re-signs the calls of a thread that dies, and signs on the event loop once none is left', async () => {
+    const workers: Worker[] = [];
+    const onWorker = (worker: Worker) => workers.push(worker);
+    process.on('worker', onWorker);
+    const signer = new Signer(2);
+    try {
+      const { privateKey, publicKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+      const input = Buffer.from('header.payload');
+      const valid = (signature: Buffer) => verify('sha256', input, publicKey, signature);
+      assert.ok(valid(await signer.sign('k', privateKey, input)));
+      assert.equal(workers.length, 2);
+      // Calls in flight on both threads; one thread dies before answering.
+      const inFlight = Array.from({ length: 10 }, () => signer.sign('k', privateKey, input));
+      await workers[0]?.terminate();
+      for (const signature of await Promise.all(inFlight)) assert.ok(valid(signature));
+      assert.equal(signer.signedPerThread().length, 1);
+      await workers[1]?.terminate();
+      assert.ok(valid(await signer.sign('k', privateKey, input)), 'signed on the event loop');
+      assert.equal(signer.signedPerThread().length, 0);
+    } finally {
+      process.off('worker', onWorker);
+      await signer.close();
+    }
+  });
+
+  it('rejects the calls still in flight when it is closed', async () => {
+    const signer = new Signer(1);
+    const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+    const rejected = assert.rejects(signer.sign('k', privateKey, Buffer.from('x')), /the signer was closed/);
+    await signer.close();
+    await rejected;
   });
 });
