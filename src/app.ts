@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply, LogController } from 'fastify';
 import { type Bindings, type ChildLoggerOptions, type DestinationStream, pino } from 'pino';
 import type { Config } from './config.js';
-import { PROBLEMS, ProblemError } from './errors.js';
+import { PROBLEMS } from './errors.js';
 import audit from './plugins/audit.js';
 import authenticate from './plugins/authenticate.js';
 import database from './plugins/database.js';
@@ -13,7 +13,7 @@ import openapi, { openapiUi } from './plugins/openapi.js';
 import pruner from './plugins/pruner.js';
 import rateLimits from './plugins/rate-limit.js';
 import redis from './plugins/redis.js';
-import security from './plugins/security.js';
+import security, { apiHeaders } from './plugins/security.js';
 import serviceAuth from './plugins/service-auth.js';
 import services from './plugins/services.js';
 import healthRoutes from './routes/health.js';
@@ -130,6 +130,7 @@ function lazyChildLogger(logger: FastifyBaseLogger, bindings: Bindings, options:
  */
 export function buildApp(config: Config, options: AppOptions = {}): FastifyInstance {
   const now = options.now ?? Date.now;
+  const securityHeaders = apiHeaders(config);
   const logger = pino(
     {
       level: config.logLevel,
@@ -156,13 +157,15 @@ export function buildApp(config: Config, options: AppOptions = {}): FastifyInsta
     logController: new LogController({ requestIdLogLabel: 'requestId' }),
     childLoggerFactory: lazyChildLogger,
     ajv: { customOptions: { coerceTypes: false } },
-    // Requests that arrive while closing get the documented 503 (see the preClose hook below).
+    // Requests that arrive while closing get the documented 503 (see src/plugins/security.ts).
     return503OnClosing: false,
     // Start-up may wait up to 60 s for another instance's migration lock, then migrate.
     pluginTimeout: 120_000,
     // Errors Fastify raises before routing (a malformed percent-encoding in the
     // path) bypass the error handler: answer them in the documented shape too.
     frameworkErrors: (error, request, reply) => {
+      // Before any hook has run: the security headers too.
+      for (const [name, value] of securityHeaders) reply.header(name, value);
       (reply as FastifyReply)
         .code(400)
         .type('application/problem+json')
@@ -181,20 +184,12 @@ export function buildApp(config: Config, options: AppOptions = {}): FastifyInsta
   app.server.headersTimeout = 10_000;
   app.server.maxHeadersCount = 100;
 
-  // Graceful shutdown: in-flight requests finish; new ones get 503 in the documented
-  // shape (problem details, or temporarily_unavailable on OAuth routes) with Retry-After.
-  let closing = false;
-  app.addHook('preClose', async () => {
-    closing = true;
-  });
   // Callback-style hooks: every request runs them, and an async hook costs a promise each.
   app.addHook('onRequest', (request, reply, done) => {
     // On every response, errors and 404s included: set on the raw response,
     // which costs no onSend stage per request.
     reply.raw.setHeader('x-request-id', request.id);
-    if (!closing) return done();
-    reply.header('connection', 'close');
-    done(new ProblemError('service_unavailable', 'the server is shutting down; retry', { 'retry-after': '1' }));
+    done();
   });
 
   app.addSchema(Problem);

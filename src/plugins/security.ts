@@ -44,7 +44,8 @@ export function helmetHeaders(options: HelmetOptions): { set: [string, string][]
  * HTML documents, so only /docs sends them. Every header is bytes that every
  * caller parses: the JWKS is polled by every verifier.
  */
-export function apiHeaders(hsts: boolean): [string, string][] {
+export function apiHeaders(config: Pick<Config, 'issuer'>): [string, string][] {
+  const hsts = config.issuer.startsWith('https://');
   return [
     ['x-content-type-options', 'nosniff'],
     ['x-frame-options', 'DENY'],
@@ -66,15 +67,21 @@ const isDocumentation = (url: string | undefined) => url?.startsWith('/docs') ==
 export default fp(
   async function security(app: FastifyInstance, options: { config: Config }) {
     const { config } = options;
-    const hsts = config.issuer.startsWith('https://');
-    const api = apiHeaders(hsts);
+    const api = apiHeaders(config);
     const documentation = helmetHeaders({
       // Swagger UI needs its own inline assets.
       contentSecurityPolicy: false,
       crossOriginResourcePolicy: { policy: 'cross-origin' },
-      hsts: hsts ? { maxAge: 31_536_000, includeSubDomains: true } : false,
+      hsts: config.issuer.startsWith('https://') ? { maxAge: 31_536_000, includeSubDomains: true } : false,
     });
-    // On every response, errors and 404s included: set on the raw response as helmet does.
+    // Graceful shutdown: in-flight requests finish; new ones get 503 in the documented
+    // shape (problem details, or temporarily_unavailable on OAuth routes) with Retry-After.
+    let closing = false;
+    app.addHook('preClose', async () => {
+      closing = true;
+    });
+    // On every response, errors, 404s and shutdown's 503s included: set on the
+    // raw response as helmet does.
     app.addHook('onRequest', (request, reply, done) => {
       const raw = reply.raw;
       if (isDocumentation(request.routeOptions.url)) {
@@ -83,7 +90,9 @@ export default fp(
       } else {
         for (const [name, value] of api) raw.setHeader(name, value);
       }
-      done();
+      if (!closing) return done();
+      reply.header('connection', 'close');
+      done(new ProblemError('service_unavailable', 'the server is shutting down; retry', { 'retry-after': '1' }));
     });
     // With no origin allowed there is nothing for CORS to add: a preflight gets
     // the same 404 either way, and no request pays for the check.

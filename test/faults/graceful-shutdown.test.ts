@@ -227,6 +227,13 @@ describe('SIGTERM with slow clients', () => {
       assert.ok(Number(me.headers['retry-after']) > 0, 'Retry-After on /v1/me');
     }
     assert.ok(me.headers['x-request-id'], 'x-request-id on /v1/me');
+    for (const [name, response] of [
+      ['/oauth/token', token],
+      ['/v1/me', me],
+    ] as const) {
+      assert.equal(response.headers['x-content-type-options'], 'nosniff', `security headers on ${name}`);
+      assert.equal(response.headers['x-frame-options'], 'DENY', `security headers on ${name}`);
+    }
   });
 });
 

@@ -125,6 +125,15 @@ describe('browser-facing headers', () => {
     }
   });
 
+  it('sends them on errors raised before routing too (a malformed path)', async () => {
+    const res = await t.app.inject({ url: '/v1/%E0%A4%A' });
+    assert.equal(res.statusCode, 400);
+    assert.match(String(res.headers['content-type']), /^application\/problem\+json/);
+    assert.equal(res.headers['x-content-type-options'], 'nosniff');
+    assert.equal(res.headers['x-frame-options'], 'DENY');
+    assert.ok(res.headers['x-request-id']);
+  });
+
   it("sends helmet's document headers on the HTML documentation", async () => {
     const res = await t.app.inject({ url: '/docs/' });
     assert.equal(res.statusCode, 200);
