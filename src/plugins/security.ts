@@ -34,6 +34,11 @@ export function helmetHeaders(options: HelmetOptions): { set: [string, string][]
   return { set, remove };
 }
 
+/** HSTS for a year, subdomains included, when the issuer is HTTPS; the same on API responses and /docs. */
+function hstsPolicy(config: Pick<Config, 'issuer'>) {
+  return config.issuer.startsWith('https://') ? { maxAge: 31_536_000, includeSubDomains: true } : false;
+}
+
 /**
  * The security headers of API responses (JSON and problem details), after the
  * OWASP REST Security Cheat Sheet: no MIME sniffing, never framed, no referrer,
@@ -45,13 +50,15 @@ export function helmetHeaders(options: HelmetOptions): { set: [string, string][]
  * caller parses: the JWKS is polled by every verifier.
  */
 export function apiHeaders(config: Pick<Config, 'issuer'>): [string, string][] {
-  const hsts = config.issuer.startsWith('https://');
+  const hsts = hstsPolicy(config);
   return [
     ['x-content-type-options', 'nosniff'],
     ['x-frame-options', 'DENY'],
     ['referrer-policy', 'no-referrer'],
     ['cross-origin-resource-policy', 'cross-origin'],
-    ...(hsts ? ([['strict-transport-security', 'max-age=31536000; includeSubDomains']] as [string, string][]) : []),
+    ...(hsts
+      ? ([['strict-transport-security', `max-age=${hsts.maxAge}; includeSubDomains`]] as [string, string][])
+      : []),
   ];
 }
 
@@ -72,7 +79,7 @@ export default fp(
       // Swagger UI needs its own inline assets.
       contentSecurityPolicy: false,
       crossOriginResourcePolicy: { policy: 'cross-origin' },
-      hsts: config.issuer.startsWith('https://') ? { maxAge: 31_536_000, includeSubDomains: true } : false,
+      hsts: hstsPolicy(config),
     });
     // Graceful shutdown: in-flight requests finish; new ones get 503 in the documented
     // shape (problem details, or temporarily_unavailable on OAuth routes) with Retry-After.
