@@ -94,6 +94,7 @@ async function main(): Promise<void> {
       argon2: { ...ARGON2 },
       hashConcurrency: options.hashConcurrency,
       mallocArenaMax: options.mallocArenaMax,
+      hashThreadNice: options.hashThreadNice,
       loadGenerator: 'autocannon 9 (programmatic, one process, same machine, loopback)',
       notes: [
         'req/s counts 2xx responses only; latencies are of 2xx responses, from autocannon per-response timings (µs resolution)',

@@ -50,6 +50,7 @@ export const EnvSchema = Type.Object({
   HASH_CONCURRENCY: Type.Optional(Type.Integer({ minimum: 1, maximum: 256 })),
   HASH_QUEUE_LIMIT: Type.Integer({ minimum: 0, maximum: 100_000, default: 64 }),
   SIGNING_THREADS: Type.Optional(Type.Integer({ minimum: 1, maximum: 64 })),
+  HASH_THREAD_NICE: Type.Integer({ minimum: 0, maximum: 19, default: 10 }),
   REDIS_URL: Type.Optional(Type.String({ pattern: '^rediss?://' })),
   RATE_LIMIT_TOKEN: Type.Integer({ minimum: 0, default: 120 }),
   RATE_LIMIT_REGISTER: Type.Integer({ minimum: 0, default: 10 }),
@@ -132,6 +133,8 @@ export interface Config {
    * heap (`--heap-growing-percent`); 0 leaves V8's own factor (up to 4x).
    */
   heapGrowingPercent: number;
+  /** How much lower than the event loop's the CPU priority (nice) of the hashing and other background threads is; 0 = same. */
+  hashThreadNice: number;
   trustProxy: boolean;
   shutdownTimeout: number;
   logLevel: string;
@@ -267,6 +270,7 @@ export function loadConfig(
     allowedOrigins: (env.ALLOWED_ORIGINS ?? '').split(',').filter(Boolean),
     pressure: { maxEventLoopDelay: env.MAX_EVENT_LOOP_DELAY, maxHeapUsedBytes: env.MAX_HEAP_USED_MB * 1024 * 1024 },
     heapGrowingPercent: env.HEAP_GROWING_PERCENT,
+    hashThreadNice: env.HASH_THREAD_NICE,
     trustProxy: env.TRUST_PROXY,
     shutdownTimeout: env.SHUTDOWN_TIMEOUT,
     logLevel: env.LOG_LEVEL,

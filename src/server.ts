@@ -3,6 +3,7 @@ import type { FastifyInstance } from 'fastify';
 import { buildApp } from './app.js';
 import type { Config } from './config.js';
 import { startTracing } from './telemetry/sdk.js';
+import { lowerBackgroundThreadPriority } from './thread-priority.js';
 
 /**
  * Starts the HTTP server and installs graceful shutdown: on SIGTERM or SIGINT
@@ -16,9 +17,14 @@ export async function serve(config: Config): Promise<FastifyInstance> {
   // as RSS. A fixed, smaller growth factor keeps RSS near the live heap. V8
   // reads the flag each time it sets the next collection's limit.
   if (config.heapGrowingPercent > 0) setFlagsFromString(`--heap-growing-percent=${config.heapGrowingPercent}`);
+  // Before the app exists: the signing threads it starts keep the event loop's priority.
+  const priority = config.hashThreadNice > 0 ? await lowerBackgroundThreadPriority(config.hashThreadNice) : null;
   // OpenTelemetry, when the standard OTEL_* variables ask for it; before the app exists.
   const stopTracing = await startTracing();
   const app = buildApp(config);
+  if (priority?.skipped)
+    app.log.warn({ hashThreadNice: config.hashThreadNice }, `HASH_THREAD_NICE not applied: ${priority.skipped}`);
+  else if (priority) app.log.debug({ threads: priority.lowered, nice: priority.nice }, 'background threads lowered');
   let closing = false;
   const shutdown = (signal: NodeJS.Signals) => {
     if (closing) return;

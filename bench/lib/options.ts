@@ -30,6 +30,8 @@ export interface BenchOptions {
   cores: number;
   /** MALLOC_ARENA_MAX for the service, as the Docker image sets it; null leaves glibc's default. */
   mallocArenaMax: string | null;
+  /** The service's HASH_THREAD_NICE (its default, 10, unless BENCH_HASH_THREAD_NICE says otherwise). */
+  hashThreadNice: number;
 }
 
 const USAGE = `npm run bench [-- options]
@@ -42,7 +44,9 @@ const USAGE = `npm run bench [-- options]
 
 Environment: BENCH_SESSIONS (largest stored-session count, default 1000000),
 BENCH_SECONDS, BENCH_REPETITIONS, BENCH_POSTGRES_URL, BENCH_MALLOC_ARENA_MAX (the
-service's MALLOC_ARENA_MAX, default 2 as in the Docker image; "unset" for glibc's default).`;
+service's MALLOC_ARENA_MAX, default 2 as in the Docker image; "unset" for glibc's default),
+BENCH_HASH_THREAD_NICE (the service's HASH_THREAD_NICE, default 10 as the service's own; 0 for the
+event loop's priority).`;
 
 function positiveInteger(name: string, fallback: number): number {
   const raw = process.env[name];
@@ -50,6 +54,12 @@ function positiveInteger(name: string, fallback: number): number {
   const value = Number(raw.replaceAll('_', ''));
   if (!Number.isInteger(value) || value < 1) throw new Error(`${name} must be a positive integer (got ${raw})`);
   return value;
+}
+
+function hashThreadNice(): number {
+  const raw = process.env.BENCH_HASH_THREAD_NICE ?? '10';
+  if (!/^([0-9]|1[0-9])$/.test(raw)) throw new Error(`BENCH_HASH_THREAD_NICE must be 0 to 19 (got ${raw})`);
+  return Number(raw);
 }
 
 function mallocArenaMax(): string | null {
@@ -85,5 +95,6 @@ export function parseOptions(argv: string[]): BenchOptions {
     hashConcurrency: Math.max(1, os.availableParallelism() - 1),
     cores: os.availableParallelism(),
     mallocArenaMax: mallocArenaMax(),
+    hashThreadNice: hashThreadNice(),
   };
 }

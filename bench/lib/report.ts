@@ -36,6 +36,8 @@ export interface BenchReport {
     hashConcurrency: number;
     /** The service's MALLOC_ARENA_MAX (null: glibc's default); absent in reports before it was set. */
     mallocArenaMax?: string | null;
+    /** The service's HASH_THREAD_NICE; absent in reports before it existed (the hashing ran at the event loop's priority). */
+    hashThreadNice?: number;
     loadGenerator: string;
     notes: string[];
   };
@@ -91,6 +93,7 @@ export function markdownReport(report: BenchReport): string {
       `${settings.repetitions} × ${settings.seconds} s runs per figure, median [min–max]; autocannon over loopback; ` +
       `argon2id m=${settings.argon2.memoryCost} t=${settings.argon2.timeCost} p=${settings.argon2.parallelism}, ` +
       `HASH_CONCURRENCY ${settings.hashConcurrency}, ` +
+      (settings.hashThreadNice === undefined ? '' : `HASH_THREAD_NICE ${settings.hashThreadNice}, `) +
       (settings.mallocArenaMax
         ? `MALLOC_ARENA_MAX=${settings.mallocArenaMax} (as the Docker image sets it). `
         : "glibc's default malloc arenas. ") +

@@ -234,6 +234,7 @@ export async function benchDatabase(
       dataDir,
       logFile: join(context.tmpDir, `tessera-${kind}.log`),
       mallocArenaMax: options.mallocArenaMax,
+      hashThreadNice: options.hashThreadNice,
       ...(options.profile ? { cpuProfileDir: join(context.tmpDir, 'profiles', kind) } : {}),
     });
     const startupSeconds = round((performance.now() - startedAt) / 1000, 2);

@@ -17,6 +17,8 @@ export interface TesseraOptions {
   cpuProfileDir?: string;
   /** MALLOC_ARENA_MAX in the service's environment (glibc reads it at start); null for the default. */
   mallocArenaMax: string | null;
+  /** HASH_THREAD_NICE of the service. */
+  hashThreadNice: number;
 }
 
 export interface Tessera extends ChildServer {
@@ -55,6 +57,7 @@ export async function startTessera(options: TesseraOptions): Promise<Tessera> {
     ARGON2_MEMORY_COST: String(ARGON2.memoryCost),
     ARGON2_TIME_COST: String(ARGON2.timeCost),
     ARGON2_PARALLELISM: String(ARGON2.parallelism),
+    HASH_THREAD_NICE: String(options.hashThreadNice),
     ...(options.mallocArenaMax === null ? {} : { MALLOC_ARENA_MAX: options.mallocArenaMax }),
   };
   const nodeArgs = options.cpuProfileDir ? ['--cpu-prof', `--cpu-prof-dir=${options.cpuProfileDir}`] : [];

@@ -1,0 +1,61 @@
+import { readdirSync } from 'node:fs';
+import { stat } from 'node:fs/promises';
+import { getPriority, setPriority } from 'node:os';
+
+/** What {@link lowerBackgroundThreadPriority} did. */
+export interface ThreadPriorityResult {
+  /** Threads whose nice value was raised. */
+  lowered: number;
+  /** The nice value they now run at. */
+  nice: number;
+  /** Why nothing was done (no per-thread priorities on this platform, or refused). */
+  skipped?: string;
+}
+
+/**
+ * Raises the nice value of every thread of this process that exists now,
+ * except the calling one (the event loop), by `increment` (capped at 19).
+ *
+ * Why: argon2id runs on libuv's thread pool and, during a login flood, keeps a
+ * core busy for as long as it lasts. At equal priority the kernel shares the
+ * cores between the hashing threads and the event loop, so every JWKS fetch and
+ * refresh waits its turn behind tens of milliseconds of hashing. A lower
+ * priority changes nothing while a core is free (logins hash as fast as
+ * before) and gives the event loop the core as soon as it has work. What is
+ * lowered: libuv's pool (argon2id, also file-system and DNS work) and V8's
+ * background threads (concurrent GC and compilation, which the event loop
+ * finishes itself when they lag). Threads created later by the event loop,
+ * such as the signing threads, inherit its priority: they are not lowered.
+ *
+ * Linux only (a thread's nice value is its own there, set through its id);
+ * elsewhere this does nothing and says so. Call it from the main thread,
+ * before starting worker threads that must keep the event loop's priority.
+ */
+export async function lowerBackgroundThreadPriority(increment: number): Promise<ThreadPriorityResult> {
+  const base = getPriority();
+  const nice = Math.min(19, base + Math.max(0, Math.floor(increment)));
+  if (nice === base) return { lowered: 0, nice, skipped: 'no increment' };
+  let tids: number[];
+  try {
+    // libuv starts its pool on the first piece of work it is given (this
+    // stat): it must exist now, so that the hashing threads are among those lowered.
+    await stat('/proc/self/task');
+    tids = readdirSync('/proc/self/task').map(Number);
+  } catch {
+    return { lowered: 0, nice, skipped: 'per-thread priorities are set on Linux only' };
+  }
+  let lowered = 0;
+  for (const tid of tids) {
+    if (tid === process.pid) continue;
+    try {
+      if (getPriority(tid) >= nice) continue;
+      setPriority(tid, nice);
+      lowered += 1;
+    } catch (error) {
+      // A thread that ended meanwhile is fine; a refusal means none can be lowered.
+      if ((error as { info?: { code?: string } }).info?.code === 'ESRCH') continue;
+      return { lowered, nice, skipped: `setpriority refused: ${(error as Error).message}` };
+    }
+  }
+  return { lowered, nice };
+}
