@@ -76,6 +76,7 @@ export async function startCeilings(context: SuiteContext, sample: TesseraSample
         connections: connections.refresh,
         duration: seconds,
         setupClient: chains.setupClient,
+        servicePid: server.pid,
       });
     };
     return {
@@ -85,6 +86,7 @@ export async function startCeilings(context: SuiteContext, sample: TesseraSample
           path: '/.well-known/jwks.json',
           connections: connections.jwks,
           duration: seconds,
+          servicePid: jwksServer.pid,
         }),
       argon2: (seconds) => argon2Run(ARGON2, options.hashConcurrency, seconds),
       argon2OneThread: (seconds) => argon2Run(ARGON2, 1, seconds),

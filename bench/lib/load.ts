@@ -1,5 +1,6 @@
 import { createHistogram } from 'node:perf_hooks';
 import autocannon from 'autocannon';
+import { ownProcessCpuSeconds, processCpuSeconds } from './cpu.js';
 import { round, type Spread, spread } from './stats.js';
 
 export const FORM = { 'content-type': 'application/x-www-form-urlencoded' };
@@ -17,6 +18,8 @@ export interface LoadOptions {
   duration: number;
   /** Per-connection set-up: a body per connection, or a stateful request chain. */
   setupClient?: (client: autocannon.Client) => void;
+  /** The server's process: its CPU time per response is measured (see {@link RunResult.cpuUs}). */
+  servicePid?: number;
 }
 
 /** What one run measured. Latencies are of 2xx responses only, in milliseconds. */
@@ -32,6 +35,12 @@ export interface RunResult {
   timeouts: number;
   statusCodes: Record<string, number>;
   seconds: number;
+  /**
+   * CPU microseconds per 2xx response over the run: of the server's process
+   * (every thread; null when not measured) and of the load generator (the
+   * benchmark's own process, which runs autocannon).
+   */
+  cpuUs?: { service: number | null; load: number };
 }
 
 /** A running load: resolves when it ends; `stop()` ends it at the next whole second. */
@@ -50,6 +59,8 @@ export function startLoad(options: LoadOptions): RunningLoad {
   const histogram = createHistogram({ lowest: 1, highest: 120_000_000, figures: 3 });
   let ok = 0;
   let instance: autocannon.Instance | undefined;
+  const serviceCpuAtStart = options.servicePid === undefined ? null : processCpuSeconds(options.servicePid);
+  const loadCpuAtStart = ownProcessCpuSeconds();
   const done = new Promise<RunResult>((resolve, reject) => {
     instance = autocannon(
       {
@@ -68,6 +79,8 @@ export function startLoad(options: LoadOptions): RunningLoad {
         const statusCodes: Record<string, number> = {};
         for (const [code, { count }] of Object.entries(result.statusCodeStats ?? {})) statusCodes[code] = count;
         const measured = histogram.count > 0;
+        const serviceCpuAtEnd = options.servicePid === undefined ? null : processCpuSeconds(options.servicePid);
+        const perResponse = (seconds: number) => (ok > 0 ? round((seconds * 1e6) / ok, 1) : Number.NaN);
         resolve({
           rps: round(ok / seconds, 1),
           p50: measured ? round(histogram.percentile(50) / 1000, 3) : Number.NaN,
@@ -79,6 +92,13 @@ export function startLoad(options: LoadOptions): RunningLoad {
           timeouts: result.timeouts,
           statusCodes,
           seconds,
+          cpuUs: {
+            service:
+              serviceCpuAtStart === null || serviceCpuAtEnd === null
+                ? null
+                : perResponse(serviceCpuAtEnd - serviceCpuAtStart),
+            load: perResponse(ownProcessCpuSeconds() - loadCpuAtStart),
+          },
         });
       },
     );
@@ -110,6 +130,8 @@ export interface Measurement {
   p99: Spread;
   /** Responses that were not 2xx, connection errors and timeouts, over all runs. */
   failures: { non2xx: number; errors: number; timeouts: number };
+  /** CPU µs per 2xx response: of the server's process (null: not measured) and of the load generator. */
+  cpuUs?: { service: Spread | null; load: Spread };
   /** Peak RSS of the service during the runs, MiB (when a service is watched). */
   rssPeakMiB?: number;
   /** Free-form context (e.g. the concurrent flood's own figures). */
@@ -117,7 +139,17 @@ export interface Measurement {
 }
 
 export function summarize(name: string, connections: number, runs: RunResult[]): Measurement {
+  const cpu = runs.map((run) => run.cpuUs).filter((value) => value !== undefined);
+  const service = cpu.map((value) => value.service).filter((value): value is number => value !== null);
   return {
+    ...(cpu.length > 0
+      ? {
+          cpuUs: {
+            service: service.length > 0 ? spread(service) : null,
+            load: spread(cpu.map((value) => value.load)),
+          },
+        }
+      : {}),
     name,
     connections,
     seconds: runs[0]?.seconds ?? 0,

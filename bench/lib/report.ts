@@ -140,6 +140,45 @@ export function markdownReport(report: BenchReport): string {
   out.push(table(['endpoint', 'database', 'req/s', 'p50 ms', 'p99 ms', 'ceiling /s', 'ratio'], rows));
   out.push('');
 
+  // CPU per response: what each figure costs the server (every thread) and the load generator.
+  const micros = (s: Spread | null | undefined) => (s ? formatSpread(s, formatRate) : '-');
+  const cpuRows: string[][] = [];
+  for (const db of report.databases) {
+    const name = DATABASE_NAMES[db.database];
+    const pairs: [string, Measurement, Measurement | null][] = [
+      ['JWKS', db.jwks, db.ceilings.bareJwks],
+      ['login', db.login, null],
+      ['refresh', db.refresh, db.ceilings.signOnly],
+    ];
+    for (const [endpoint, measured, ceiling] of pairs) {
+      if (!measured.cpuUs) continue;
+      cpuRows.push([
+        endpoint,
+        name,
+        micros(measured.cpuUs.service),
+        micros(ceiling?.cpuUs?.service),
+        micros(measured.cpuUs.load),
+        micros(ceiling?.cpuUs?.load),
+      ]);
+    }
+  }
+  if (cpuRows.length > 0) {
+    out.push(
+      table(
+        [
+          'CPU µs per response',
+          'database',
+          'tessera (all threads)',
+          'its ceiling',
+          'load generator, tessera',
+          'load generator, ceiling',
+        ],
+        cpuRows,
+      ),
+    );
+    out.push('');
+  }
+
   const ceilingRows: string[][] = [];
   for (const db of report.databases) {
     const name = DATABASE_NAMES[db.database];

@@ -253,7 +253,7 @@ export async function benchDatabase(
     };
     await sleep(500);
     const idleRssMiB = round(tessera.rss.currentMiB, 1);
-    const base = { url, duration: options.seconds, connections: 1, path: '/' };
+    const base = { url, duration: options.seconds, connections: 1, path: '/', servicePid: tessera.pid };
     const { connections } = options;
     const live = tessera;
 
