@@ -194,17 +194,14 @@ export class SessionRepository {
 }
 
 /**
- * Deletes up to `limit` sessions that ended before `before` (absolute expiry,
- * idle expiry or revocation), one index-backed query per reason, so a large
- * table is pruned in short transactions. Returns how many were deleted.
+ * Deletes up to `limit` sessions whose absolute expiry or revocation is before
+ * `before`, one index-backed query per reason, so a large table is pruned in
+ * short transactions. Returns how many were deleted. Idle expiry is
+ * {@link deleteIdleExpiredSessions}.
  */
 export async function deleteEndedSessions(prisma: PrismaClient, before: Date, limit: number): Promise<number> {
   let deleted = 0;
-  for (const where of [
-    { expiresAt: { lt: before } },
-    { refreshExpiresAt: { lt: before } },
-    { revokedAt: { lt: before } },
-  ]) {
+  for (const where of [{ expiresAt: { lt: before } }, { revokedAt: { lt: before } }]) {
     const rows = await prisma.session.findMany({ where, select: { id: true }, take: limit - deleted });
     if (rows.length === 0) continue;
     const { count } = await prisma.session.deleteMany({ where: { id: { in: rows.map((row) => row.id) } } });
@@ -212,4 +209,33 @@ export async function deleteEndedSessions(prisma: PrismaClient, before: Date, li
     if (deleted >= limit) break;
   }
   return deleted;
+}
+
+/**
+ * Deletes the sessions idle-expired before `before` among the next `chunk`
+ * sessions in primary-key order after `after` (null: from the start), and
+ * returns how many it deleted and where the next chunk starts (null: the scan
+ * is done). `refresh_expires_at` has no index on purpose: every refresh
+ * rewrites it, and an index on it doubled the cost of the rotation's UPDATE on
+ * SQLite and ruled out HOT updates on PostgreSQL. A pass over the table in
+ * short primary-key ranges instead costs the pruner a scan per interval.
+ */
+export async function deleteIdleExpiredSessions(
+  prisma: PrismaClient,
+  before: Date,
+  after: string | null,
+  chunk: number,
+): Promise<{ deleted: number; next: string | null }> {
+  const fromAfter = after === null ? {} : { gt: after };
+  const last = await prisma.session.findFirst({
+    where: after === null ? {} : { id: fromAfter },
+    orderBy: { id: 'asc' },
+    skip: chunk - 1,
+    select: { id: true },
+  });
+  const range = last ? { ...fromAfter, lte: last.id } : fromAfter;
+  const { count } = await prisma.session.deleteMany({
+    where: { ...(Object.keys(range).length > 0 ? { id: range } : {}), refreshExpiresAt: { lt: before } },
+  });
+  return { deleted: count, next: last?.id ?? null };
 }

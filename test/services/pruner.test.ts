@@ -55,4 +55,49 @@ for (const provider of testProviders()) {
       assert.equal(later.auditEvents, before);
     });
   });
+
+  describe(`pruning idle-expired sessions across a large table (${provider})`, () => {
+    const clock = new TestClock();
+    let t: TestApp;
+    before(async () => {
+      t = await startTestApp(provider, { now: clock.now, env: { PRUNE_INTERVAL: '0' } });
+    });
+    after(() => t.close());
+
+    it('finds every idle-expired session, whatever its place in the table, and keeps the others', async () => {
+      const owner = await registerAndLogin(t.app);
+      const now = clock.now();
+      const day = 24 * 3600 * 1000;
+      // Interleaved ids, so expired and live sessions share every primary-key range the scan visits.
+      const rows = Array.from({ length: 5000 }, (_, i) => {
+        const expired = i % 5 !== 0;
+        return {
+          id: `seeded-${String(i).padStart(5, '0')}-${expired ? 'idle' : 'live'}`,
+          userId: owner.userId,
+          secret: 'not a real secret',
+          lastRotatedAt: new Date(now - 20 * day),
+          refreshExpiresAt: new Date(expired ? now - 6 * day : now + day),
+          expiresAt: new Date(now + 10 * day),
+        };
+      });
+      await t.app.db.prisma.session.createMany({ data: rows });
+      const before = await t.app.db.prisma.session.count();
+
+      const pruned = await t.app.pruner.prune();
+      assert.equal(pruned.sessions, 4000);
+      assert.equal(await t.app.db.prisma.session.count(), before - 4000);
+      const idleLeft = await t.app.db.prisma.session.count({ where: { id: { endsWith: '-idle' } } });
+      assert.equal(idleLeft, 0);
+      // The owner's own session (refreshed just now) and the live seeded ones still refresh.
+      const refreshed = await t.app.inject({
+        method: 'POST',
+        url: '/oauth/token',
+        payload: { grant_type: 'refresh_token', refresh_token: owner.refresh_token },
+      });
+      assert.equal(refreshed.statusCode, 200);
+      assert.equal(await t.app.db.prisma.session.count({ where: { id: { endsWith: '-live' } } }), 1000);
+      // A second pass finds nothing more.
+      assert.equal((await t.app.pruner.prune()).sessions, 0);
+    });
+  });
 }
