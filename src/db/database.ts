@@ -9,6 +9,7 @@ import { inSpan } from '../telemetry/tracing.js';
 import { type DatabaseProvider, providerOf, sqliteFilePath } from './migrate.js';
 import { postgresDriver, type SqlDriver, sqliteDriver } from './sql-driver.js';
 import { withStatementCache } from './statement-cache.js';
+import type { TransactionGate } from './transaction-gate.js';
 
 /**
  * Both generated clients expose the same model API (the PostgreSQL schema is
@@ -70,9 +71,10 @@ export async function openDatabase(databaseUrl: string, options: OpenDatabaseOpt
     const file = sqliteFilePath(databaseUrl);
     mkdirSync(dirname(file), { recursive: true });
     // timeout: how long a writer waits for another process's lock (busy_timeout).
-    const current: { connection?: BetterSqlite3Connection } = {};
-    const adapter = withStatementCache(new PrismaBetterSqlite3({ url: file, timeout: 5000 }), (connection) => {
+    const current: { connection?: BetterSqlite3Connection; gate?: TransactionGate } = {};
+    const adapter = withStatementCache(new PrismaBetterSqlite3({ url: file, timeout: 5000 }), (connection, gate) => {
       current.connection = connection;
+      current.gate = gate;
     });
     // Each generated client loads its own query compiler (wasm); import only the one in use.
     const { PrismaClient: SqliteClient } = await import('../generated/sqlite/client.js');
@@ -86,7 +88,10 @@ export async function openDatabase(databaseUrl: string, options: OpenDatabaseOpt
     return {
       provider,
       prisma,
-      sql: sqliteDriver(() => current.connection as BetterSqlite3Connection),
+      sql: sqliteDriver(
+        () => current.connection as BetterSqlite3Connection,
+        () => current.gate,
+      ),
       ping: async () => {
         await prisma.$queryRawUnsafe('SELECT 1');
       },

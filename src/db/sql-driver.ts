@@ -2,6 +2,7 @@ import type { Database as SqliteConnection, Statement } from 'better-sqlite3';
 import pg from 'pg';
 import { DatabaseUnavailableError } from '../errors.js';
 import { prepareStatement } from './statement-cache.js';
+import type { TransactionGate } from './transaction-gate.js';
 
 /** A value bound to a statement parameter. */
 export type SqlParam = string | number | Date | null;
@@ -61,9 +62,14 @@ function dateColumns(statement: Statement): string[] {
  * (`connection()` answers the current one), so both share one connection and
  * one view of the data. Statements are prepared once per connection and SQL
  * text. better-sqlite3 runs them synchronously: one never interleaves with
- * another, exactly as for Prisma's own queries on that connection.
+ * another, exactly as for Prisma's own queries on that connection. Like those,
+ * they wait behind the connection's {@link TransactionGate} while a Prisma
+ * transaction is open, so that they never run inside it.
  */
-export function sqliteDriver(connection: () => SqliteConnection): SqlDriver {
+export function sqliteDriver(
+  connection: () => SqliteConnection,
+  gate: () => TransactionGate | undefined = () => undefined,
+): SqlDriver {
   const prepared = new WeakMap<SqliteConnection, Map<string, { statement: Statement; dates: string[] }>>();
   const prepare = (text: string) => {
     const db = connection();
@@ -82,8 +88,10 @@ export function sqliteDriver(connection: () => SqliteConnection): SqlDriver {
     }
     return entry;
   };
-  return {
+  const driver: SqlDriver = {
     async query<T>(text: string, params: readonly SqlParam[]): Promise<T[]> {
+      const open = gate();
+      if (open?.open) return open.run(() => driver.query<T>(text, params));
       const { statement, dates } = prepare(text);
       const rows = statement.all(params.map(sqliteParam)) as Record<string, unknown>[];
       for (const row of rows) {
@@ -96,9 +104,12 @@ export function sqliteDriver(connection: () => SqliteConnection): SqlDriver {
       return rows as T[];
     },
     async execute(text: string, params: readonly SqlParam[]): Promise<number> {
+      const open = gate();
+      if (open?.open) return open.run(() => driver.execute(text, params));
       return prepare(text).statement.run(params.map(sqliteParam)).changes;
     },
   };
+  return driver;
 }
 
 /** PostgreSQL's `timestamptz`, the type of every Prisma DateTime column on PostgreSQL. */

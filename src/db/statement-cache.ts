@@ -1,5 +1,6 @@
 import type { SqlMigrationAwareDriverAdapterFactory } from '@prisma/driver-adapter-utils';
 import type { ColumnDefinition, Database, Statement } from 'better-sqlite3';
+import { gateTransactions, TransactionGate } from './transaction-gate.js';
 
 /** How many distinct SQL texts keep a prepared statement (Prisma's are few; `IN (...)` lists vary). */
 const CAPACITY = 256;
@@ -84,13 +85,15 @@ function cacheStatements(db: Database): void {
  * Wraps @prisma/adapter-better-sqlite3's factory so that each connection it
  * opens caches its statements (see {@link cacheStatements}), and hands each
  * (non-shadow) connection to `onConnect`, for the statements tessera runs on
- * it directly (src/db/sql-driver.ts). The adapter keeps its better-sqlite3
- * connection in a `client` field; if a later version does not, connections are
- * left as they are and `onConnect` is not called.
+ * it directly (src/db/sql-driver.ts), with the {@link TransactionGate} that
+ * holds the connection's other queries back while a transaction is open. The
+ * adapter keeps its better-sqlite3 connection in a `client` field; if a later
+ * version does not, connections are left as they are (the gate still applies)
+ * and `onConnect` is not called.
  */
 export function withStatementCache(
   inner: SqlMigrationAwareDriverAdapterFactory,
-  onConnect?: (connection: Database) => void,
+  onConnect?: (connection: Database, gate: TransactionGate) => void,
 ): SqlMigrationAwareDriverAdapterFactory {
   const patch = <T>(adapter: T): Database | null => {
     const client = (adapter as { client?: Partial<Database> }).client;
@@ -106,7 +109,9 @@ export function withStatementCache(
     connect: async () => {
       const adapter = await inner.connect();
       const connection = patch(adapter);
-      if (connection) onConnect?.(connection);
+      const gate = new TransactionGate();
+      gateTransactions(adapter, gate);
+      if (connection) onConnect?.(connection, gate);
       return adapter;
     },
     connectToShadowDb: async () => {
