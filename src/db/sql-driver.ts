@@ -135,8 +135,18 @@ const pgTypes = {
 
 /** The driver over tessera's PostgreSQL pool (the one the Prisma adapter also uses). */
 export function postgresDriver(pool: pg.Pool): SqlDriver {
+  // Named statements: each connection parses and plans a statement once, not on every call.
+  const names = new Map<string, string>();
+  const nameOf = (text: string) => {
+    let name = names.get(text);
+    if (!name) {
+      name = `tessera_${names.size + 1}`;
+      names.set(text, name);
+    }
+    return name;
+  };
   const run = (text: string, params: readonly SqlParam[]) =>
-    pool.query({ text, values: params.map(pgParam), types: pgTypes });
+    pool.query({ name: nameOf(text), text, values: params.map(pgParam), types: pgTypes });
   return {
     async query<T>(text: string, params: readonly SqlParam[]): Promise<T[]> {
       return (await run(text, params)).rows as T[];
