@@ -110,7 +110,7 @@ export function withStatementCache(
       const adapter = await inner.connect();
       const connection = patch(adapter);
       const gate = new TransactionGate();
-      gateTransactions(adapter, gate);
+      gateTransactions(adapter, gate, connection);
       if (connection) onConnect?.(connection, gate);
       return adapter;
     },

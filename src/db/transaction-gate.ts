@@ -8,6 +8,11 @@ import type { SqlDriverAdapter, Transaction } from '@prisma/driver-adapter-utils
  * would run inside it, and a rollback would undo a rotation whose new token
  * the client already holds. With the gate, such a query waits for the COMMIT
  * or ROLLBACK, as it would wait for PostgreSQL's row lock.
+ *
+ * So inside `$transaction(async (tx) => …)` every query must go through `tx`:
+ * one made through the outer client (or the driver) would wait for the
+ * transaction it is part of, until Prisma's transaction timeout ends both.
+ * Transactions queue here and again on the adapter's own (private) mutex.
  */
 export class TransactionGate {
   #open: Promise<void> | null = null;
@@ -46,11 +51,24 @@ export class TransactionGate {
   }
 }
 
+/** The part of a better-sqlite3 connection the gate needs to close a transaction left open. */
+export interface TransactionState {
+  readonly inTransaction: boolean;
+  exec(sql: string): unknown;
+}
+
 /**
  * Puts `adapter`'s queries behind `gate`: its own queries wait while one of
- * its transactions is open; the transaction's queries do not.
+ * its transactions is open; the transaction's queries do not. When Prisma
+ * ends a transaction whose COMMIT failed, it releases it without a ROLLBACK:
+ * the gate rolls back what is still open on `connection` before letting the
+ * other queries in, so that none of them runs inside it.
  */
-export function gateTransactions(adapter: SqlDriverAdapter, gate: TransactionGate): void {
+export function gateTransactions(
+  adapter: SqlDriverAdapter,
+  gate: TransactionGate,
+  connection: TransactionState | null,
+): void {
   const queryRaw = adapter.queryRaw.bind(adapter);
   const executeRaw = adapter.executeRaw.bind(adapter);
   const executeScript = adapter.executeScript.bind(adapter);
@@ -59,7 +77,14 @@ export function gateTransactions(adapter: SqlDriverAdapter, gate: TransactionGat
   adapter.executeRaw = (query) => gate.run(() => executeRaw(query));
   adapter.executeScript = (script) => gate.run(() => executeScript(script));
   adapter.startTransaction = async (isolationLevel) => {
-    const leave = await gate.enter();
+    const release = await gate.enter();
+    const leave = () => {
+      try {
+        if (connection?.inTransaction) connection.exec('ROLLBACK');
+      } finally {
+        release();
+      }
+    };
     let transaction: Transaction;
     try {
       transaction = await startTransaction(isolationLevel);

@@ -13,31 +13,40 @@ describe('SQLite: writes made while a transaction is open are not part of it', (
   });
   after(() => t.close());
 
-  /** Opens an interactive transaction that writes, stays open `ms`, then rolls back. */
-  function rolledBackTransaction(ms: number): Promise<unknown> {
-    return t.app.db.prisma
+  /**
+   * Opens an interactive transaction that writes, stays open `ms`, then rolls
+   * back; `opened` resolves once it has written, so the caller acts while it is open.
+   */
+  function rolledBackTransaction(ms: number): { opened: Promise<void>; ended: Promise<unknown> } {
+    let markOpened: () => void = () => {};
+    const opened = new Promise<void>((resolve) => {
+      markOpened = resolve;
+    });
+    const ended = t.app.db.prisma
       .$transaction(
         async (tx) => {
           await tx.signingKey.updateMany({ where: { status: 'no such status' }, data: { status: 'retired' } });
+          markOpened();
           await sleep(ms);
           throw new Error('rolled back on purpose');
         },
         { timeout: 10_000 },
       )
       .catch((error: unknown) => error);
+    return { opened, ended };
   }
 
   it('a refresh during a rolled-back transaction stays rotated, and its new token works', async () => {
     const user = await registerAndLogin(t.app);
     const transaction = rolledBackTransaction(150);
-    await sleep(30);
+    await transaction.opened;
     const refreshed = await t.app.inject({
       method: 'POST',
       url: '/oauth/token',
       payload: { grant_type: 'refresh_token', refresh_token: user.refresh_token },
     });
     assert.equal(refreshed.statusCode, 200, refreshed.body);
-    assert.match(String(((await transaction) as Error).message), /rolled back on purpose/);
+    assert.match(String(((await transaction.ended) as Error).message), /rolled back on purpose/);
 
     const next = await t.app.inject({
       method: 'POST',
@@ -49,26 +58,59 @@ describe('SQLite: writes made while a transaction is open are not part of it', (
 
   it('a registration during a rolled-back transaction is kept', async () => {
     const transaction = rolledBackTransaction(150);
-    await sleep(30);
+    await transaction.opened;
     const created = await t.app.inject({
       method: 'POST',
       url: '/v1/users',
       payload: { username: 'made-during-a-transaction', password: 'correct horse battery staple' },
     });
     assert.equal(created.statusCode, 201, created.body);
-    await transaction;
+    await transaction.ended;
     const found = await t.app.db.prisma.user.findFirst({ where: { username: 'made-during-a-transaction' } });
     assert.ok(found, 'the user is still there after the rollback');
   });
 
-  it('transactions one after another still commit', async () => {
-    const before = await t.app.db.prisma.signingKey.count();
-    const [a, b] = await Promise.all([
-      t.app.db.prisma.$transaction(async (tx) => tx.signingKey.count()),
-      t.app.db.prisma.$transaction(async (tx) => tx.signingKey.count()),
+  it('a transaction whose COMMIT fails leaves nothing open: later writes and transactions work', async () => {
+    // A deferred foreign-key violation passes every statement and fails at COMMIT.
+    const failed = await t.app.db.prisma
+      .$transaction(async (tx) => {
+        await tx.$executeRawUnsafe('PRAGMA defer_foreign_keys = ON');
+        await tx.auditEvent.create({ data: { id: 'audit-in-a-failed-commit', type: 'test_event' } });
+        await tx.$executeRawUnsafe(
+          `INSERT INTO sessions (id, user_id, secret, generation, created_at, last_rotated_at, refresh_expires_at, expires_at)
+           VALUES ('session-of-nobody', 'no-such-user', 'x', 0, 0, 0, 0, 0)`,
+        );
+      })
+      .catch((error: unknown) => error);
+    assert.ok(failed instanceof Error, 'the COMMIT failed');
+    // Nothing of it was kept, and the next writes are not swallowed by a transaction left open.
+    assert.equal(await t.app.db.prisma.auditEvent.count({ where: { id: 'audit-in-a-failed-commit' } }), 0);
+    const created = await t.app.inject({
+      method: 'POST',
+      url: '/v1/users',
+      payload: { username: 'made-after-a-failed-commit', password: 'correct horse battery staple' },
+    });
+    assert.equal(created.statusCode, 201, created.body);
+    const committed = await Promise.race([
+      t.app.db.prisma.$transaction(async (tx) =>
+        tx.auditEvent.create({ data: { id: 'audit-after-a-failed-commit', type: 'test_event' } }),
+      ),
+      sleep(5000).then(() => 'timed out'),
     ]);
-    assert.equal(a, before);
-    assert.equal(b, before);
+    assert.notEqual(committed, 'timed out', 'a later transaction starts');
+    assert.equal(await t.app.db.prisma.auditEvent.count({ where: { id: 'audit-after-a-failed-commit' } }), 1);
+  });
+
+  it('concurrent transactions each commit', async () => {
+    await Promise.all(
+      ['a', 'b', 'c'].map((name) =>
+        t.app.db.prisma.$transaction(async (tx) => {
+          await tx.auditEvent.create({ data: { id: `audit-concurrent-${name}`, type: 'test_event' } });
+          await sleep(20);
+        }),
+      ),
+    );
+    assert.equal(await t.app.db.prisma.auditEvent.count({ where: { id: { startsWith: 'audit-concurrent-' } } }), 3);
   });
 });
 
