@@ -22,8 +22,9 @@ export async function serve(config: Config): Promise<FastifyInstance> {
   // OpenTelemetry, when the standard OTEL_* variables ask for it; before the app exists.
   const stopTracing = await startTracing();
   const app = buildApp(config);
-  if (priority?.skipped)
-    app.log.warn({ hashThreadNice: config.hashThreadNice }, `HASH_THREAD_NICE not applied: ${priority.skipped}`);
+  if (priority?.refused)
+    app.log.warn({ hashThreadNice: config.hashThreadNice }, `HASH_THREAD_NICE not applied: ${priority.refused}`);
+  else if (priority?.skipped) app.log.debug(`HASH_THREAD_NICE not applied: ${priority.skipped}`);
   else if (priority) app.log.debug({ threads: priority.lowered, nice: priority.nice }, 'background threads lowered');
   let closing = false;
   const shutdown = (signal: NodeJS.Signals) => {

@@ -8,8 +8,10 @@ export interface ThreadPriorityResult {
   lowered: number;
   /** The nice value they now run at. */
   nice: number;
-  /** Why nothing was done (no per-thread priorities on this platform, or refused). */
+  /** Why nothing was done: no per-thread priorities here, or already at the lowest priority. */
   skipped?: string;
+  /** The kernel refused to lower a thread (worth telling the operator). */
+  refused?: string;
 }
 
 /**
@@ -34,7 +36,7 @@ export interface ThreadPriorityResult {
 export async function lowerBackgroundThreadPriority(increment: number): Promise<ThreadPriorityResult> {
   const base = getPriority();
   const nice = Math.min(19, base + Math.max(0, Math.floor(increment)));
-  if (nice === base) return { lowered: 0, nice, skipped: 'no increment' };
+  if (nice === base) return { lowered: 0, nice, skipped: `the process already runs at nice ${base}` };
   let tids: number[];
   try {
     // libuv starts its pool on the first piece of work it is given (this
@@ -54,7 +56,7 @@ export async function lowerBackgroundThreadPriority(increment: number): Promise<
     } catch (error) {
       // A thread that ended meanwhile is fine; a refusal means none can be lowered.
       if ((error as { info?: { code?: string } }).info?.code === 'ESRCH') continue;
-      return { lowered, nice, skipped: `setpriority refused: ${(error as Error).message}` };
+      return { lowered, nice, refused: `setpriority refused: ${(error as Error).message}` };
     }
   }
   return { lowered, nice };

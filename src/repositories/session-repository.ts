@@ -228,14 +228,13 @@ export async function deleteIdleExpiredSessions(
 ): Promise<{ deleted: number; next: string | null }> {
   const fromAfter = after === null ? {} : { gt: after };
   const last = await prisma.session.findFirst({
-    where: after === null ? {} : { id: fromAfter },
+    where: { id: fromAfter },
     orderBy: { id: 'asc' },
     skip: chunk - 1,
     select: { id: true },
   });
-  const range = last ? { ...fromAfter, lte: last.id } : fromAfter;
   const { count } = await prisma.session.deleteMany({
-    where: { ...(Object.keys(range).length > 0 ? { id: range } : {}), refreshExpiresAt: { lt: before } },
+    where: { id: last ? { ...fromAfter, lte: last.id } : fromAfter, refreshExpiresAt: { lt: before } },
   });
   return { deleted: count, next: last?.id ?? null };
 }

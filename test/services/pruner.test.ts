@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { deleteIdleExpiredSessions } from '../../src/repositories/session-repository.js';
 import { registerAndLogin, startTestApp, type TestApp, TestClock } from '../helpers/app.js';
 import { testProviders } from '../helpers/databases.js';
 
@@ -98,6 +99,36 @@ for (const provider of testProviders()) {
       assert.equal(await t.app.db.prisma.session.count({ where: { id: { endsWith: '-live' } } }), 1000);
       // A second pass finds nothing more.
       assert.equal((await t.app.pruner.prune()).sessions, 0);
+    });
+
+    it('scans a table of exactly a whole number of chunks to its end, each row once', async () => {
+      await t.app.db.prisma.session.deleteMany({});
+      const owner = await registerAndLogin(t.app);
+      await t.app.db.prisma.session.deleteMany({});
+      const now = clock.now();
+      await t.app.db.prisma.session.createMany({
+        data: Array.from({ length: 40 }, (_, i) => ({
+          id: `exact-${String(i).padStart(2, '0')}`,
+          userId: owner.userId,
+          secret: 'not a real secret',
+          lastRotatedAt: new Date(now),
+          refreshExpiresAt: new Date(i % 2 === 0 ? now - 24 * 3600 * 1000 : now + 3600 * 1000),
+          expiresAt: new Date(now + 3600 * 1000),
+        })),
+      });
+      let cursor: string | null = null;
+      let deleted = 0;
+      let chunks = 0;
+      do {
+        const chunk = await deleteIdleExpiredSessions(t.app.db.prisma, new Date(now - 3600 * 1000), cursor, 10);
+        deleted += chunk.deleted;
+        cursor = chunk.next;
+        chunks += 1;
+      } while (cursor !== null && chunks < 100);
+      assert.equal(deleted, 20);
+      // Four full chunks, then one that finds the end.
+      assert.equal(chunks, 5);
+      assert.equal(await t.app.db.prisma.session.count(), 20);
     });
   });
 }
