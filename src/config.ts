@@ -23,6 +23,7 @@ export const EnvSchema = Type.Object({
   DATABASE_URL: Type.String({ pattern: '^(file:|postgres(ql)?://)', default: 'file:./data/tessera.db' }),
   DATA_DIR: Type.String({ minLength: 1, default: './data' }),
   SQLITE_SYNCHRONOUS: Type.Union([Type.Literal('normal'), Type.Literal('full')], { default: 'normal' }),
+  POSTGRES_PREPARED_STATEMENTS: Bool(true, 'PostgreSQL: named prepared statements on the refresh path'),
   ISSUER: Type.Optional(Type.String({ pattern: '^https?://[^\\s]+$' })),
   AUDIENCE: Type.Optional(Type.String({ minLength: 1 })),
   CLIENT_ID: Type.String({ minLength: 1, default: 'tessera' }),
@@ -84,6 +85,8 @@ export interface Config {
   databaseUrl: string;
   /** SQLite `PRAGMA synchronous` (WAL mode): `normal` survives a process crash, `full` also a power loss. */
   sqliteSynchronous: 'normal' | 'full';
+  /** PostgreSQL: the driver's statements are named prepared statements. */
+  postgresPreparedStatements: boolean;
   dataDir: string;
   issuer: string;
   audience: string;
@@ -211,6 +214,7 @@ export function loadConfig(
     port: env.PORT,
     databaseUrl: env.DATABASE_URL,
     sqliteSynchronous: env.SQLITE_SYNCHRONOUS,
+    postgresPreparedStatements: env.POSTGRES_PREPARED_STATEMENTS,
     dataDir: resolve(env.DATA_DIR),
     issuer,
     audience: env.AUDIENCE ?? issuer,

@@ -36,6 +36,8 @@ export interface OpenDatabaseOptions {
   poolSize?: number;
   /** SQLite `PRAGMA synchronous` (default `normal`; see SQLITE_SYNCHRONOUS in .env.example). */
   sqliteSynchronous?: 'normal' | 'full';
+  /** PostgreSQL: named prepared statements for the driver's queries (default true). */
+  postgresPreparedStatements?: boolean;
 }
 
 /**
@@ -122,7 +124,7 @@ export async function openDatabase(databaseUrl: string, options: OpenDatabaseOpt
   return {
     provider,
     prisma,
-    sql: postgresDriver(pool),
+    sql: postgresDriver(pool, { preparedStatements: options.postgresPreparedStatements ?? true }),
     ping: async () => {
       await prisma.$queryRawUnsafe('SELECT 1');
     },

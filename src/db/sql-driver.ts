@@ -134,8 +134,9 @@ const pgTypes = {
 };
 
 /** The driver over tessera's PostgreSQL pool (the one the Prisma adapter also uses). */
-export function postgresDriver(pool: pg.Pool): SqlDriver {
-  // Named statements: each connection parses and plans a statement once, not on every call.
+export function postgresDriver(pool: pg.Pool, { preparedStatements = true } = {}): SqlDriver {
+  // Named statements: each connection parses and plans a statement once, not
+  // on every call. A pooler in transaction mode may not keep them: then off.
   const names = new Map<string, string>();
   const nameOf = (text: string) => {
     let name = names.get(text);
@@ -146,7 +147,12 @@ export function postgresDriver(pool: pg.Pool): SqlDriver {
     return name;
   };
   const run = (text: string, params: readonly SqlParam[]) =>
-    pool.query({ name: nameOf(text), text, values: params.map(pgParam), types: pgTypes });
+    pool.query({
+      ...(preparedStatements ? { name: nameOf(text) } : {}),
+      text,
+      values: params.map(pgParam),
+      types: pgTypes,
+    });
   return {
     async query<T>(text: string, params: readonly SqlParam[]): Promise<T[]> {
       return (await run(text, params)).rows as T[];

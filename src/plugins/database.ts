@@ -21,7 +21,10 @@ export default fp(
       log: (message) => app.log.debug({ component: 'schema-engine' }, message),
     });
     if (applied.length > 0) app.log.info({ applied }, 'applied database migrations');
-    const db = await openDatabase(options.config.databaseUrl, { sqliteSynchronous: options.config.sqliteSynchronous });
+    const db = await openDatabase(options.config.databaseUrl, {
+      sqliteSynchronous: options.config.sqliteSynchronous,
+      postgresPreparedStatements: options.config.postgresPreparedStatements,
+    });
     app.decorate('db', db);
     app.addHook('onClose', async () => {
       await db.close();
