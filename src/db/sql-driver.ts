@@ -88,28 +88,25 @@ export function sqliteDriver(
     }
     return entry;
   };
-  const driver: SqlDriver = {
-    async query<T>(text: string, params: readonly SqlParam[]): Promise<T[]> {
-      const open = gate();
-      if (open?.open) return open.run(() => driver.query<T>(text, params));
-      const { statement, dates } = prepare(text);
-      const rows = statement.all(params.map(sqliteParam)) as Record<string, unknown>[];
-      for (const row of rows) {
-        for (const name of dates) {
-          const value = row[name];
-          if (typeof value === 'string') row[name] = sqliteDate(value);
-          else if (typeof value === 'number') row[name] = new Date(value);
+  // At once when no transaction is open (the gate's fast path), else after it ends.
+  const gated = <T>(work: () => Promise<T>): Promise<T> => gate()?.run(work) ?? work();
+  return {
+    query: <T>(text: string, params: readonly SqlParam[]) =>
+      gated(async () => {
+        const { statement, dates } = prepare(text);
+        const rows = statement.all(params.map(sqliteParam)) as Record<string, unknown>[];
+        for (const row of rows) {
+          for (const name of dates) {
+            const value = row[name];
+            if (typeof value === 'string') row[name] = sqliteDate(value);
+            else if (typeof value === 'number') row[name] = new Date(value);
+          }
         }
-      }
-      return rows as T[];
-    },
-    async execute(text: string, params: readonly SqlParam[]): Promise<number> {
-      const open = gate();
-      if (open?.open) return open.run(() => driver.execute(text, params));
-      return prepare(text).statement.run(params.map(sqliteParam)).changes;
-    },
+        return rows as T[];
+      }),
+    execute: (text: string, params: readonly SqlParam[]) =>
+      gated(async () => prepare(text).statement.run(params.map(sqliteParam)).changes),
   };
-  return driver;
 }
 
 /** PostgreSQL's `timestamptz`, the type of every Prisma DateTime column on PostgreSQL. */
