@@ -1,4 +1,4 @@
-import { randomUUID } from 'node:crypto';
+import { createServer } from 'node:http';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply, LogController } from 'fastify';
 import { type Bindings, type ChildLoggerOptions, type DestinationStream, pino } from 'pino';
 import type { Config } from './config.js';
@@ -7,6 +7,7 @@ import audit from './plugins/audit.js';
 import authenticate from './plugins/authenticate.js';
 import database from './plugins/database.js';
 import errorHandler from './plugins/error-handler.js';
+import jwksFastPath, { type PreRouter } from './plugins/jwks-fast-path.js';
 import keyStore from './plugins/key-store.js';
 import metrics from './plugins/metrics.js';
 import openapi, { openapiUi } from './plugins/openapi.js';
@@ -16,6 +17,7 @@ import redis from './plugins/redis.js';
 import security, { apiHeaders } from './plugins/security.js';
 import serviceAuth from './plugins/service-auth.js';
 import services from './plugins/services.js';
+import { requestIdFor } from './request-id.js';
 import healthRoutes from './routes/health.js';
 import introspectionRoutes from './routes/introspection.js';
 import meRoutes from './routes/me.js';
@@ -50,8 +52,6 @@ export const REDACTED_LOG_PATHS = [
   '*.client_secret',
   '*.keyEncryptionSecret',
 ];
-
-const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 
 type LevelName = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace';
 
@@ -131,6 +131,7 @@ function lazyChildLogger(logger: FastifyBaseLogger, bindings: Bindings, options:
 export function buildApp(config: Config, options: AppOptions = {}): FastifyInstance {
   const now = options.now ?? Date.now;
   const securityHeaders = apiHeaders(config);
+  const preRouter: PreRouter = { handle: null };
   const logger = pino(
     {
       level: config.logLevel,
@@ -144,16 +145,25 @@ export function buildApp(config: Config, options: AppOptions = {}): FastifyInsta
     trustProxy: config.trustProxy,
     // Credentials are small: nothing legitimate comes near 64 KiB.
     bodyLimit: 64 * 1024,
-    requestTimeout: 30_000,
-    // Slow-loris: idle keep-alive sockets close, and a client has 10 s to send its headers.
-    keepAliveTimeout: 5_000,
-    connectionTimeout: 60_000,
+    // The HTTP server is made here so that the JWKS fast path sees requests
+    // before Fastify's router (src/plugins/jwks-fast-path.ts). Fastify sets
+    // its timeouts only on a server it creates itself, so they are set here.
+    serverFactory: (handler) => {
+      const server = createServer((request, response) => {
+        if (preRouter.handle?.(request, response)) return;
+        handler(request, response);
+      });
+      server.requestTimeout = 30_000;
+      // Slow-loris: idle keep-alive sockets close, and a client has 10 s to send its headers.
+      server.keepAliveTimeout = 5_000;
+      server.headersTimeout = 10_000;
+      server.setTimeout(60_000);
+      server.maxHeadersCount = 100;
+      return server;
+    },
     // Accept a caller's request id (for tracing across services) when it is well-formed.
     requestIdHeader: false,
-    genReqId: (request) => {
-      const header = request.headers['x-request-id'];
-      return typeof header === 'string' && REQUEST_ID.test(header) ? header : randomUUID();
-    },
+    genReqId: requestIdFor,
     logController: new LogController({ requestIdLogLabel: 'requestId' }),
     childLoggerFactory: lazyChildLogger,
     ajv: { customOptions: { coerceTypes: false } },
@@ -181,9 +191,6 @@ export function buildApp(config: Config, options: AppOptions = {}): FastifyInsta
     },
   });
 
-  app.server.headersTimeout = 10_000;
-  app.server.maxHeadersCount = 100;
-
   // Callback-style hooks: every request runs them, and an async hook costs a promise each.
   app.addHook('onRequest', (request, reply, done) => {
     // On every response, errors and 404s included: set on the raw response,
@@ -210,6 +217,8 @@ export function buildApp(config: Config, options: AppOptions = {}): FastifyInsta
   // After start-up work (migrations compile a large wasm module), so the
   // event-loop delay it caused is not mistaken for overload.
   app.register(security, { config });
+
+  app.register(jwksFastPath, { config, preRouter });
 
   app.register(healthRoutes);
   app.register(wellKnownRoutes, { config });

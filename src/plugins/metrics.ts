@@ -8,6 +8,8 @@ import { ProblemError } from '../errors.js';
 declare module 'fastify' {
   interface FastifyInstance {
     metrics: Registry;
+    /** The request-latency histogram's series for one route, method and status (for requests served outside Fastify's hooks). */
+    httpRequestTimer(route: string, method: string, status: number): { observe(seconds: number): void };
   }
 }
 
@@ -183,6 +185,7 @@ export default fp(
       return registry.metrics();
     });
     app.decorate('metrics', registry);
+    app.decorate('httpRequestTimer', requestTimer);
   },
   { name: 'metrics', dependencies: ['services', 'key-store', 'database', 'audit'] },
 );

@@ -1,0 +1,89 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { performance } from 'node:perf_hooks';
+import type { FastifyInstance } from 'fastify';
+import fp from 'fastify-plugin';
+import type { Config } from '../config.js';
+import type { JwksDocument } from '../keys/key-store.js';
+import { requestIdFor } from '../request-id.js';
+import { apiHeaders } from './security.js';
+
+/** The JWKS route's path (RFC 8414 `jwks_uri`). */
+export const JWKS_PATH = '/.well-known/jwks.json';
+
+/**
+ * A handler that runs on the HTTP server before Fastify: it answers a request
+ * itself (and returns true) or leaves it to Fastify (false). `handle` is null
+ * while nothing intercepts (before the app is ready, and from the start of
+ * its shutdown on).
+ */
+export interface PreRouter {
+  handle: ((request: IncomingMessage, response: ServerResponse) => boolean) | null;
+}
+
+/** Headers that make a GET of the JWKS something other than the plain fetch answered here. */
+function isPlainFetch(request: IncomingMessage, corsEnabled: boolean): boolean {
+  const headers = request.headers;
+  return (
+    headers['if-none-match'] === undefined &&
+    headers['content-length'] === undefined &&
+    headers['transfer-encoding'] === undefined &&
+    !(corsEnabled && headers.origin !== undefined)
+  );
+}
+
+/**
+ * Serves the plain `GET /.well-known/jwks.json` from a response prepared once
+ * per key-set change, before Fastify routes the request. Every verifier polls
+ * the JWKS, and on it Fastify's request and reply objects, routing and
+ * per-request hooks cost more CPU than the response itself: served here, a
+ * fetch costs less than a bare Fastify route sending the same bytes (see
+ * README, Performance). The response is the one the Fastify route gives: the
+ * same status, body and headers (security headers, Cache-Control, ETag,
+ * X-Request-Id), and it is counted in the same request metrics. Anything else
+ * (a conditional request, HEAD, a query string, a body, a CORS request when
+ * CORS is on, any request once shutdown has begun) goes to the Fastify route,
+ * which stays the documented one (OpenAPI) and the one `app.inject` reaches.
+ */
+export default fp(
+  async function jwksFastPath(app: FastifyInstance, options: { config: Config; preRouter: PreRouter }) {
+    const { config, preRouter } = options;
+    const corsEnabled = config.allowedOrigins.length > 0;
+    const security = apiHeaders(config);
+    const cacheControl = `public, max-age=${config.jwksMaxAge}`;
+    const timer = app.httpRequestTimer(JWKS_PATH, 'GET', 200);
+    let document: JwksDocument | null = null;
+    let headers: [string, string][] = [];
+
+    const handle = (request: IncomingMessage, response: ServerResponse): boolean => {
+      if (request.url !== JWKS_PATH || request.method !== 'GET' || !isPlainFetch(request, corsEnabled)) return false;
+      const start = performance.now();
+      const current = app.keyStore.jwks;
+      if (current !== document) {
+        document = current;
+        headers = [
+          ...security,
+          ['cache-control', cacheControl],
+          ['etag', current.etag],
+          ['content-type', 'application/json; charset=utf-8'],
+          ['content-length', String(Buffer.byteLength(current.body))],
+        ];
+      }
+      // The order Fastify's route sends them in: the request id first.
+      response.setHeader('x-request-id', requestIdFor(request));
+      for (const [name, value] of headers) response.setHeader(name, value);
+      response.writeHead(200);
+      response.end(current.body);
+      timer.observe((performance.now() - start) / 1000);
+      return true;
+    };
+
+    app.addHook('onReady', async () => {
+      preRouter.handle = handle;
+    });
+    // From here on Fastify answers, with the documented 503 while closing.
+    app.addHook('preClose', async () => {
+      preRouter.handle = null;
+    });
+  },
+  { name: 'jwks-fast-path', dependencies: ['key-store', 'metrics', 'security'] },
+);
