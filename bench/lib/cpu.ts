@@ -50,3 +50,25 @@ export function ownProcessCpuSeconds(): number {
   const usage = process.cpuUsage();
   return (usage.user + usage.system) / 1e6;
 }
+
+/** The machine's CPU time so far, in clock ticks: all of it, and the part the hypervisor gave elsewhere (steal). */
+export function machineCpuTicks(): { total: number; steal: number } | null {
+  try {
+    const fields = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0]?.trim().split(/\s+/).slice(1).map(Number);
+    // proc(5): user nice system idle iowait irq softirq steal guest guest_nice; guest time is already in user.
+    if (!fields || fields.length < 8 || fields.some(Number.isNaN)) return null;
+    const total = fields.slice(0, 8).reduce((sum, value) => sum + value, 0);
+    return { total, steal: fields[7] ?? 0 };
+  } catch {
+    return null;
+  }
+}
+
+/** Steal time between two readings, as a percentage of the machine's CPU time (null when /proc cannot tell). */
+export function stealPercent(
+  start: { total: number; steal: number } | null,
+  end: { total: number; steal: number } | null,
+): number | null {
+  if (!start || !end || end.total <= start.total) return null;
+  return (100 * (end.steal - start.steal)) / (end.total - start.total);
+}

@@ -1,6 +1,6 @@
 import { createHistogram } from 'node:perf_hooks';
 import autocannon from 'autocannon';
-import { ownProcessCpuSeconds, processCpuSeconds } from './cpu.js';
+import { machineCpuTicks, ownProcessCpuSeconds, processCpuSeconds, stealPercent } from './cpu.js';
 import { round, type Spread, spread } from './stats.js';
 
 export const FORM = { 'content-type': 'application/x-www-form-urlencoded' };
@@ -41,6 +41,13 @@ export interface RunResult {
    * benchmark's own process, which runs autocannon).
    */
   cpuUs?: { service: number | null; load: number };
+  /**
+   * Steal time over the run: the percentage of the machine's CPU time its
+   * hypervisor gave to other guests while this one wanted to run (null where
+   * /proc cannot tell). A few percent is normal on a shared host; more means
+   * the figures of that run are low.
+   */
+  stealPercent?: number | null;
 }
 
 /** A running load: resolves when it ends; `stop()` ends it at the next whole second. */
@@ -61,6 +68,7 @@ export function startLoad(options: LoadOptions): RunningLoad {
   let instance: autocannon.Instance | undefined;
   const serviceCpuAtStart = options.servicePid === undefined ? null : processCpuSeconds(options.servicePid);
   const loadCpuAtStart = ownProcessCpuSeconds();
+  const machineAtStart = machineCpuTicks();
   const done = new Promise<RunResult>((resolve, reject) => {
     instance = autocannon(
       {
@@ -99,6 +107,7 @@ export function startLoad(options: LoadOptions): RunningLoad {
                 : perResponse(serviceCpuAtEnd - serviceCpuAtStart),
             load: perResponse(ownProcessCpuSeconds() - loadCpuAtStart),
           },
+          stealPercent: roundOrNull(stealPercent(machineAtStart, machineCpuTicks())),
         });
       },
     );
@@ -113,6 +122,10 @@ export function startLoad(options: LoadOptions): RunningLoad {
     done,
     stop: () => instance?.stop(),
   };
+}
+
+function roundOrNull(value: number | null): number | null {
+  return value === null ? null : round(value, 1);
 }
 
 export function runLoad(options: LoadOptions): Promise<RunResult> {
@@ -132,6 +145,8 @@ export interface Measurement {
   failures: { non2xx: number; errors: number; timeouts: number };
   /** CPU µs per 2xx response: of the server's process (null: not measured) and of the load generator. */
   cpuUs?: { service: Spread | null; load: Spread };
+  /** Steal time over each run, percent (see {@link RunResult.stealPercent}); absent when not measured. */
+  stealPercent?: Spread;
   /** Peak RSS of the service during the runs, MiB (when a service is watched). */
   rssPeakMiB?: number;
   /** Free-form context (e.g. the concurrent flood's own figures). */
@@ -141,7 +156,9 @@ export interface Measurement {
 export function summarize(name: string, connections: number, runs: RunResult[]): Measurement {
   const cpu = runs.map((run) => run.cpuUs).filter((value) => value !== undefined);
   const service = cpu.map((value) => value.service).filter((value): value is number => value !== null);
+  const steal = runs.map((run) => run.stealPercent).filter((value): value is number => typeof value === 'number');
   return {
+    ...(steal.length > 0 ? { stealPercent: spread(steal) } : {}),
     ...(cpu.length > 0
       ? {
           cpuUs: {

@@ -2,7 +2,7 @@ import type { ExtraCeilings } from './ceiling-suite.js';
 import type { Measurement } from './load.js';
 import type { GitInfo, MachineInfo } from './machine.js';
 import type { BenchOptions } from './options.js';
-import { formatMs, formatRate, formatSpread, ratio, round, type Spread } from './stats.js';
+import { formatMs, formatRate, formatSpread, ratio, round, type Spread, spread } from './stats.js';
 import type { DatabaseKind, DatabaseResults } from './tessera-suite.js';
 
 /** Each figure as a fraction of its ceiling: median and range of the per-pair ratios. */
@@ -80,6 +80,41 @@ function failures(m: Measurement): string {
   return parts.join(', ');
 }
 
+/** Every measured run of the report (tessera's and the ceilings'), by measurement name. */
+function allMeasurements(report: BenchReport): Measurement[] {
+  const measurements: Measurement[] = [];
+  for (const db of report.databases) {
+    measurements.push(
+      db.jwks,
+      db.login,
+      db.refresh,
+      db.ceilings.bareJwks,
+      db.ceilings.argon2,
+      db.ceilings.signOnly,
+      db.jwksUnderLoginFlood,
+      db.refreshUnderLoginFlood,
+      db.loginBigFlood,
+      ...db.scale.map((point) => point.refresh),
+    );
+  }
+  if (report.extraCeilings)
+    measurements.push(report.extraCeilings.argon2OneThread, report.extraCeilings.signOnlyCluster);
+  return measurements;
+}
+
+/** How much CPU the host took away during the runs (steal time), when /proc told. */
+function stealSentence(report: BenchReport): string {
+  const steal = allMeasurements(report)
+    .flatMap((measurement) => measurement.runs.map((run) => run.stealPercent))
+    .filter((value): value is number => typeof value === 'number');
+  if (steal.length === 0) return '';
+  const { median, max } = spread(steal);
+  return (
+    ` Steal time (CPU the host gave to other guests while this one wanted it) over the ${steal.length} runs: ` +
+    `median ${median.toFixed(1)} %, max ${max.toFixed(1)} %.`
+  );
+}
+
 /** The figures as Markdown: the README's table and the console summary. */
 export function markdownReport(report: BenchReport): string {
   const { machine, settings } = report;
@@ -98,7 +133,8 @@ export function markdownReport(report: BenchReport): string {
         ? `MALLOC_ARENA_MAX=${settings.mallocArenaMax} (as the Docker image sets it). `
         : "glibc's default malloc arenas. ") +
       'Each tessera run is paired with a run of its ceiling; ' +
-      'the ratio is taken per pair.',
+      'the ratio is taken per pair.' +
+      stealSentence(report),
   );
   out.push('');
 
