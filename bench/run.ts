@@ -95,6 +95,7 @@ async function main(): Promise<void> {
       hashConcurrency: options.hashConcurrency,
       mallocArenaMax: options.mallocArenaMax,
       hashThreadNice: options.hashThreadNice,
+      hashThreadIdle: options.hashThreadIdle,
       loadGenerator: 'autocannon 9 (programmatic, one process, same machine, loopback)',
       notes: [
         'req/s counts 2xx responses only; latencies are of 2xx responses, from autocannon per-response timings (µs resolution)',

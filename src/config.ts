@@ -52,6 +52,7 @@ export const EnvSchema = Type.Object({
   HASH_QUEUE_LIMIT: Type.Integer({ minimum: 0, maximum: 100_000, default: 64 }),
   SIGNING_THREADS: Type.Optional(Type.Integer({ minimum: 1, maximum: 64 })),
   HASH_THREAD_NICE: Type.Integer({ minimum: 0, maximum: 19, default: 10 }),
+  HASH_THREAD_IDLE: Bool(true, 'Hashing and other background threads run under SCHED_IDLE (Linux, with chrt)'),
   REDIS_URL: Type.Optional(Type.String({ pattern: '^rediss?://' })),
   RATE_LIMIT_TOKEN: Type.Integer({ minimum: 0, default: 120 }),
   RATE_LIMIT_REGISTER: Type.Integer({ minimum: 0, default: 10 }),
@@ -138,6 +139,8 @@ export interface Config {
   heapGrowingPercent: number;
   /** How much lower than the event loop's the CPU priority (nice) of the hashing and other background threads is; 0 = same. */
   hashThreadNice: number;
+  /** The same threads also run under SCHED_IDLE: only on CPU time no other thread wants (Linux). */
+  hashThreadIdle: boolean;
   trustProxy: boolean;
   shutdownTimeout: number;
   logLevel: string;
@@ -275,6 +278,7 @@ export function loadConfig(
     pressure: { maxEventLoopDelay: env.MAX_EVENT_LOOP_DELAY, maxHeapUsedBytes: env.MAX_HEAP_USED_MB * 1024 * 1024 },
     heapGrowingPercent: env.HEAP_GROWING_PERCENT,
     hashThreadNice: env.HASH_THREAD_NICE,
+    hashThreadIdle: env.HASH_THREAD_IDLE,
     trustProxy: env.TRUST_PROXY,
     shutdownTimeout: env.SHUTDOWN_TIMEOUT,
     logLevel: env.LOG_LEVEL,

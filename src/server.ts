@@ -18,7 +18,10 @@ export async function serve(config: Config): Promise<FastifyInstance> {
   // reads the flag each time it sets the next collection's limit.
   if (config.heapGrowingPercent > 0) setFlagsFromString(`--heap-growing-percent=${config.heapGrowingPercent}`);
   // Before the app exists: the signing threads it starts keep the event loop's priority.
-  const priority = config.hashThreadNice > 0 ? await lowerBackgroundThreadPriority(config.hashThreadNice) : null;
+  const priority =
+    config.hashThreadNice > 0 || config.hashThreadIdle
+      ? await lowerBackgroundThreadPriority({ increment: config.hashThreadNice, idle: config.hashThreadIdle })
+      : null;
   // OpenTelemetry, when the standard OTEL_* variables ask for it; before the app exists.
   const stopTracing = await startTracing();
   const app = buildApp(config);
@@ -26,6 +29,8 @@ export async function serve(config: Config): Promise<FastifyInstance> {
     app.log.warn({ hashThreadNice: config.hashThreadNice }, `HASH_THREAD_NICE not applied: ${priority.refused}`);
   else if (priority?.skipped) app.log.debug(`HASH_THREAD_NICE not applied: ${priority.skipped}`);
   else if (priority) app.log.debug({ threads: priority.lowered, nice: priority.nice }, 'background threads lowered');
+  if (priority?.idleRefused) app.log.warn(`HASH_THREAD_IDLE not applied: ${priority.idleRefused}`);
+  else if (priority?.idle) app.log.debug({ threads: priority.idle }, 'background threads under SCHED_IDLE');
   let closing = false;
   const shutdown = (signal: NodeJS.Signals) => {
     if (closing) return;

@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import { readdirSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { getPriority, setPriority } from 'node:os';
@@ -12,6 +13,22 @@ export interface ThreadPriorityResult {
   skipped?: string;
   /** The kernel refused to lower a thread (worth telling the operator). */
   refused?: string;
+  /** Threads put under SCHED_IDLE (when asked for). */
+  idle?: number;
+  /** Why SCHED_IDLE could not be set (no `chrt`, or refused); the nice value still applies. */
+  idleRefused?: string;
+}
+
+/** What to lower the background threads to. */
+export interface ThreadPriorityOptions {
+  /** Raise their nice value by this much (capped at 19). */
+  increment: number;
+  /**
+   * Also put them under SCHED_IDLE (Linux): they run only on CPU time no
+   * other thread wants, and a CPU running only such threads counts as idle
+   * when the kernel places a thread that wakes up.
+   */
+  idle?: boolean;
 }
 
 /**
@@ -33,10 +50,13 @@ export interface ThreadPriorityResult {
  * elsewhere this does nothing and says so. Call it from the main thread,
  * before starting worker threads that must keep the event loop's priority.
  */
-export async function lowerBackgroundThreadPriority(increment: number): Promise<ThreadPriorityResult> {
+export async function lowerBackgroundThreadPriority(
+  options: ThreadPriorityOptions | number,
+): Promise<ThreadPriorityResult> {
+  const { increment, idle = false } = typeof options === 'number' ? { increment: options } : options;
   const base = getPriority();
   const nice = Math.min(19, base + Math.max(0, Math.floor(increment)));
-  if (nice === base) return { lowered: 0, nice, skipped: `the process already runs at nice ${base}` };
+  if (nice === base && !idle) return { lowered: 0, nice, skipped: `the process already runs at nice ${base}` };
   let tids: number[];
   try {
     // libuv starts its pool on the first piece of work it is given (this
@@ -47,8 +67,8 @@ export async function lowerBackgroundThreadPriority(increment: number): Promise<
     return { lowered: 0, nice, skipped: 'per-thread priorities are set on Linux only' };
   }
   let lowered = 0;
-  for (const tid of tids) {
-    if (tid === process.pid) continue;
+  const others = tids.filter((tid) => tid !== process.pid);
+  for (const tid of others) {
     try {
       if (getPriority(tid) >= nice) continue;
       setPriority(tid, nice);
@@ -59,5 +79,34 @@ export async function lowerBackgroundThreadPriority(increment: number): Promise<
       return { lowered, nice, refused: `setpriority refused: ${(error as Error).message}` };
     }
   }
-  return { lowered, nice };
+  if (!idle) return { lowered, nice };
+  return { lowered, nice, ...scheduleIdle(others) };
+}
+
+/**
+ * Puts each thread under SCHED_IDLE with util-linux's `chrt` (Node has no
+ * sched_setscheduler). Why, beyond a nice value: during a login flood the
+ * event loop and its clients wake each other up and the kernel keeps them
+ * together on one core, while a hashing thread at any nice value keeps the
+ * other core to itself; a core running only SCHED_IDLE threads counts as idle
+ * when a waking thread is placed, so the event loop gets it (README,
+ * Performance). Once at start-up, one short process per thread.
+ */
+function scheduleIdle(tids: number[]): { idle: number; idleRefused?: string } {
+  let idle = 0;
+  let failure: string | undefined;
+  for (const tid of tids) {
+    try {
+      execFileSync('chrt', ['--idle', '--pid', '0', String(tid)], { stdio: 'ignore', timeout: 5_000 });
+      idle += 1;
+    } catch (error) {
+      // A thread that ended meanwhile fails too: only when none could be set is it worth telling.
+      failure =
+        (error as { code?: string }).code === 'ENOENT'
+          ? 'chrt (util-linux) is not installed'
+          : `chrt failed: ${(error as Error).message}`;
+      if (failure.startsWith('chrt (util-linux)')) break;
+    }
+  }
+  return idle === 0 && failure ? { idle, idleRefused: failure } : { idle };
 }

@@ -1,5 +1,6 @@
-// HASH_THREAD_NICE: argon2id's threads run at a lower CPU priority than the
-// event loop, and threads started later (the signing threads) do not.
+// HASH_THREAD_NICE and HASH_THREAD_IDLE: argon2id's threads run at a lower CPU
+// priority than the event loop (and under SCHED_IDLE), and threads started
+// later (the signing threads) do not.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
@@ -26,6 +27,15 @@ function cpuPerThread(pid: number | 'self'): Map<number, number> {
   return times;
 }
 
+/** SCHED_IDLE's number in /proc/<pid>/task/<tid>/stat (field 41, policy). */
+const SCHED_IDLE = 5;
+
+/** A thread's scheduling policy (0: SCHED_OTHER, 5: SCHED_IDLE). */
+function policyOf(pid: number, tid: number): number {
+  const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+  return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[38]);
+}
+
 /** The thread other than `mainTid` that ran longest between the two readings. */
 function busiest(before: Map<number, number>, after: Map<number, number>, mainTid: number): [number, number] {
   let best: [number, number] = [0, -1];
@@ -46,8 +56,8 @@ function runInChild(source: string): Record<string, unknown> {
 }
 
 describe('lowerBackgroundThreadPriority', { skip: !linux && 'per-thread priorities are Linux only' }, () => {
-  it('lowers the thread argon2id runs on, not the event loop nor a thread started afterwards', () => {
-    const result = runInChild(`
+  const lowerAndHash = (options: string) =>
+    runInChild(`
       import { readdirSync, readFileSync } from 'node:fs';
       import { getPriority } from 'node:os';
       import { Worker } from 'node:worker_threads';
@@ -55,7 +65,7 @@ describe('lowerBackgroundThreadPriority', { skip: !linux && 'per-thread prioriti
       import { lowerBackgroundThreadPriority } from ${JSON.stringify(moduleUrl)};
       const cpu = () => new Map(readdirSync('/proc/self/task').map((tid) =>
         [Number(tid), Number(readFileSync('/proc/self/task/' + tid + '/schedstat', 'utf8').split(' ')[0])]));
-      const lowered = await lowerBackgroundThreadPriority(7);
+      const lowered = await lowerBackgroundThreadPriority(${options});
       const before = cpu();
       await argon2.hash('a password', { type: argon2.argon2id, memoryCost: 65536, timeCost: 3, parallelism: 1 });
       const after = cpu();
@@ -64,17 +74,35 @@ describe('lowerBackgroundThreadPriority', { skip: !linux && 'per-thread prioriti
       const worker = await new Promise((resolve) => {
         const w = new Worker("const { parentPort } = require('node:worker_threads');" +
           "const tid = Number(require('node:fs').readlinkSync('/proc/thread-self').split('/').pop());" +
-          "parentPort.postMessage(require('node:os').getPriority(tid));", { eval: true, execArgv: [] });
-        w.once('message', (nice) => w.terminate().then(() => resolve(nice)));
+          "const stat = require('node:fs').readFileSync('/proc/thread-self/stat', 'utf8');" +
+          "const policy = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[38]);" +
+          "parentPort.postMessage({ nice: require('node:os').getPriority(tid), policy });", { eval: true, execArgv: [] });
+        w.once('message', (seen) => w.terminate().then(() => resolve(seen)));
       });
-      console.log(JSON.stringify({ lowered, main: getPriority(process.pid), hasher: getPriority(hasher), ranMs: ran / 1e6, worker }));
+      const policy = (tid) => { const s = readFileSync('/proc/self/task/' + tid + '/stat', 'utf8'); return Number(s.slice(s.lastIndexOf(')') + 2).split(' ')[38]); };
+      console.log(JSON.stringify({ lowered, main: getPriority(process.pid), hasher: getPriority(hasher), ranMs: ran / 1e6, worker,
+        mainPolicy: policy(process.pid), hasherPolicy: policy(hasher) }));
     `);
+
+  it('lowers the thread argon2id runs on, not the event loop nor a thread started afterwards', () => {
+    const result = lowerAndHash('7');
     assert.equal((result.lowered as { nice: number }).nice, 7);
     assert.ok((result.lowered as { lowered: number }).lowered > 0, JSON.stringify(result));
     assert.ok((result.ranMs as number) > 20, `the hashing thread ran ${result.ranMs} ms`);
     assert.equal(result.hasher, 7, 'the thread that computed argon2id');
     assert.equal(result.main, 0, 'the event loop');
-    assert.equal(result.worker, 0, 'a worker thread started afterwards');
+    assert.deepEqual(result.worker, { nice: 0, policy: 0 }, 'a worker thread started afterwards');
+    assert.equal(result.hasherPolicy, 0, 'no SCHED_IDLE unless asked for');
+  });
+
+  it('with idle, also puts the hashing thread under SCHED_IDLE, and neither the event loop nor a later thread', () => {
+    const result = lowerAndHash('{ increment: 7, idle: true }');
+    assert.ok(((result.lowered as { idle?: number }).idle ?? 0) > 0, JSON.stringify(result));
+    assert.equal((result.lowered as { idleRefused?: string }).idleRefused, undefined);
+    assert.ok((result.ranMs as number) > 20, `the hashing thread ran ${result.ranMs} ms`);
+    assert.equal(result.hasherPolicy, SCHED_IDLE, 'the thread that computed argon2id');
+    assert.equal(result.mainPolicy, 0, 'the event loop');
+    assert.deepEqual(result.worker, { nice: 0, policy: 0 }, 'a worker thread started afterwards');
   });
 
   it('does nothing with an increment of 0', () => {
@@ -90,7 +118,9 @@ describe('lowerBackgroundThreadPriority', { skip: !linux && 'per-thread prioriti
   });
 });
 
-describe('tessera serve with HASH_THREAD_NICE', { skip: !linux && 'per-thread priorities are Linux only' }, () => {
+describe('tessera serve with HASH_THREAD_NICE (and HASH_THREAD_IDLE by default)', {
+  skip: !linux && 'per-thread priorities are Linux only',
+}, () => {
   let database: TestDatabase;
   let tessera: TesseraProcess;
 
@@ -107,7 +137,7 @@ describe('tessera serve with HASH_THREAD_NICE', { skip: !linux && 'per-thread pr
     await database?.drop();
   });
 
-  it('hashes at nice 5 while the event loop and the signing thread stay at 0', async () => {
+  it('hashes at nice 5 under SCHED_IDLE while the event loop and the signing thread stay at 0', async () => {
     const pid = tessera.child.pid ?? 0;
     await register(tessera.base, 'nice-user');
     const before = cpuPerThread(pid);
@@ -117,9 +147,11 @@ describe('tessera serve with HASH_THREAD_NICE', { skip: !linux && 'per-thread pr
     const [hasher, ran] = busiest(before, after, pid);
     assert.ok(ran > 20e6, `the busiest thread ran ${ran / 1e6} ms`);
     assert.equal(getPriority(hasher), 5, 'the thread that verified the password');
+    assert.equal(policyOf(pid, hasher), SCHED_IDLE, 'the thread that verified the password');
     assert.equal(getPriority(pid), 0, 'the event loop');
+    assert.equal(policyOf(pid, pid), 0, 'the event loop');
     // The login signed its access token on a signing thread, started after start-up: it kept 0.
-    const atZero = [...after.keys()].filter((tid) => tid !== pid && getPriority(tid) === 0);
+    const atZero = [...after.keys()].filter((tid) => tid !== pid && getPriority(tid) === 0 && policyOf(pid, tid) === 0);
     assert.ok(atZero.length >= 1, 'a signing thread at the event loop priority');
   });
 });

@@ -32,6 +32,8 @@ export interface BenchOptions {
   mallocArenaMax: string | null;
   /** The service's HASH_THREAD_NICE (its default, 10, unless BENCH_HASH_THREAD_NICE says otherwise). */
   hashThreadNice: number;
+  /** The service's HASH_THREAD_IDLE (its default, true, unless BENCH_HASH_THREAD_IDLE says otherwise). */
+  hashThreadIdle: boolean;
 }
 
 const USAGE = `npm run bench [-- options]
@@ -46,7 +48,8 @@ Environment: BENCH_SESSIONS (largest stored-session count, default 1000000),
 BENCH_SECONDS, BENCH_REPETITIONS, BENCH_POSTGRES_URL, BENCH_MALLOC_ARENA_MAX (the
 service's MALLOC_ARENA_MAX, default 2 as in the Docker image; "unset" for glibc's default),
 BENCH_HASH_THREAD_NICE (the service's HASH_THREAD_NICE, default 10 as the service's own; 0 for the
-event loop's priority).`;
+event loop's priority), BENCH_HASH_THREAD_IDLE (the service's HASH_THREAD_IDLE, default true as the
+service's own).`;
 
 function positiveInteger(name: string, fallback: number): number {
   const raw = process.env[name];
@@ -54,6 +57,12 @@ function positiveInteger(name: string, fallback: number): number {
   const value = Number(raw.replaceAll('_', ''));
   if (!Number.isInteger(value) || value < 1) throw new Error(`${name} must be a positive integer (got ${raw})`);
   return value;
+}
+
+function hashThreadIdle(): boolean {
+  const raw = process.env.BENCH_HASH_THREAD_IDLE ?? 'true';
+  if (raw !== 'true' && raw !== 'false') throw new Error(`BENCH_HASH_THREAD_IDLE must be true or false (got ${raw})`);
+  return raw === 'true';
 }
 
 function hashThreadNice(): number {
@@ -96,5 +105,6 @@ export function parseOptions(argv: string[]): BenchOptions {
     cores: os.availableParallelism(),
     mallocArenaMax: mallocArenaMax(),
     hashThreadNice: hashThreadNice(),
+    hashThreadIdle: hashThreadIdle(),
   };
 }

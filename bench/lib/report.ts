@@ -38,6 +38,8 @@ export interface BenchReport {
     mallocArenaMax?: string | null;
     /** The service's HASH_THREAD_NICE; absent in reports before it existed (the hashing ran at the event loop's priority). */
     hashThreadNice?: number;
+    /** The service's HASH_THREAD_IDLE; absent in reports before it existed (no SCHED_IDLE). */
+    hashThreadIdle?: boolean;
     loadGenerator: string;
     notes: string[];
   };
@@ -129,6 +131,7 @@ export function markdownReport(report: BenchReport): string {
       `argon2id m=${settings.argon2.memoryCost} t=${settings.argon2.timeCost} p=${settings.argon2.parallelism}, ` +
       `HASH_CONCURRENCY ${settings.hashConcurrency}, ` +
       (settings.hashThreadNice === undefined ? '' : `HASH_THREAD_NICE ${settings.hashThreadNice}, `) +
+      (settings.hashThreadIdle === undefined ? '' : `HASH_THREAD_IDLE ${settings.hashThreadIdle}, `) +
       (settings.mallocArenaMax
         ? `MALLOC_ARENA_MAX=${settings.mallocArenaMax} (as the Docker image sets it). `
         : "glibc's default malloc arenas. ") +

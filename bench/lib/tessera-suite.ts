@@ -238,6 +238,7 @@ export async function benchDatabase(
       logFile: join(context.tmpDir, `tessera-${kind}.log`),
       mallocArenaMax: options.mallocArenaMax,
       hashThreadNice: options.hashThreadNice,
+      hashThreadIdle: options.hashThreadIdle,
       ...(options.profile ? { cpuProfileDir: join(context.tmpDir, 'profiles', kind) } : {}),
     });
     const startupSeconds = round((performance.now() - startedAt) / 1000, 2);

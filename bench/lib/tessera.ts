@@ -19,6 +19,8 @@ export interface TesseraOptions {
   mallocArenaMax: string | null;
   /** HASH_THREAD_NICE of the service. */
   hashThreadNice: number;
+  /** HASH_THREAD_IDLE of the service. */
+  hashThreadIdle: boolean;
 }
 
 export interface Tessera extends ChildServer {
@@ -58,6 +60,7 @@ export async function startTessera(options: TesseraOptions): Promise<Tessera> {
     ARGON2_TIME_COST: String(ARGON2.timeCost),
     ARGON2_PARALLELISM: String(ARGON2.parallelism),
     HASH_THREAD_NICE: String(options.hashThreadNice),
+    HASH_THREAD_IDLE: String(options.hashThreadIdle),
     ...(options.mallocArenaMax === null ? {} : { MALLOC_ARENA_MAX: options.mallocArenaMax }),
   };
   const nodeArgs = options.cpuProfileDir ? ['--cpu-prof', `--cpu-prof-dir=${options.cpuProfileDir}`] : [];
