@@ -150,7 +150,13 @@ export function buildApp(config: Config, options: AppOptions = {}): FastifyInsta
     // its timeouts only on a server it creates itself, so they are set here.
     serverFactory: (handler) => {
       const server = createServer((request, response) => {
-        if (preRouter.handle?.(request, response)) return;
+        try {
+          if (preRouter.handle?.(request, response)) return;
+        } catch (error) {
+          // Nothing in the fast path is known to throw; if it ever does, the route answers.
+          logger.error({ err: error }, 'the JWKS fast path failed; answered by the route');
+          if (response.headersSent) return void response.destroy();
+        }
         handler(request, response);
       });
       server.requestTimeout = 30_000;

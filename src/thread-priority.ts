@@ -76,7 +76,8 @@ export async function lowerBackgroundThreadPriority(
     } catch (error) {
       // A thread that ended meanwhile is fine; a refusal means none can be lowered.
       if ((error as { info?: { code?: string } }).info?.code === 'ESRCH') continue;
-      return { lowered, nice, refused: `setpriority refused: ${(error as Error).message}` };
+      const refused = `setpriority refused: ${(error as Error).message}`;
+      return idle ? { lowered, nice, refused, ...scheduleIdle(others) } : { lowered, nice, refused };
     }
   }
   if (!idle) return { lowered, nice };
@@ -97,14 +98,18 @@ function scheduleIdle(tids: number[]): { idle: number; idleRefused?: string } {
   let failure: string | undefined;
   for (const tid of tids) {
     try {
-      execFileSync('chrt', ['--idle', '--pid', '0', String(tid)], { stdio: 'ignore', timeout: 5_000 });
+      execFileSync('chrt', ['--idle', '--pid', '0', String(tid)], {
+        stdio: ['ignore', 'ignore', 'pipe'],
+        timeout: 5_000,
+      });
       idle += 1;
     } catch (error) {
       // A thread that ended meanwhile fails too: only when none could be set is it worth telling.
+      const stderr = String((error as { stderr?: Buffer }).stderr ?? '').trim();
       failure =
         (error as { code?: string }).code === 'ENOENT'
           ? 'chrt (util-linux) is not installed'
-          : `chrt failed: ${(error as Error).message}`;
+          : `chrt failed: ${stderr || (error as Error).message}`;
       if (failure.startsWith('chrt (util-linux)')) break;
     }
   }

@@ -48,7 +48,7 @@ Environment: BENCH_SESSIONS (largest stored-session count, default 1000000),
 BENCH_SECONDS, BENCH_REPETITIONS, BENCH_POSTGRES_URL, BENCH_MALLOC_ARENA_MAX (the
 service's MALLOC_ARENA_MAX, default 2 as in the Docker image; "unset" for glibc's default),
 BENCH_HASH_THREAD_NICE (the service's HASH_THREAD_NICE, default 10 as the service's own; 0 for the
-event loop's priority), BENCH_HASH_THREAD_IDLE (the service's HASH_THREAD_IDLE, default true as the
+event loop's nice value), BENCH_HASH_THREAD_IDLE (the service's HASH_THREAD_IDLE, default true as the
 service's own).`;
 
 function positiveInteger(name: string, fallback: number): number {

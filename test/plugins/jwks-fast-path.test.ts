@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { subscribe, unsubscribe } from 'node:diagnostics_channel';
 import { request as httpRequest, type IncomingHttpHeaders } from 'node:http';
 import { after, before, describe, it } from 'node:test';
 import { startTestApp, type TestApp } from '../helpers/app.js';
@@ -30,6 +31,21 @@ const PER_RESPONSE = new Set(['date', 'x-request-id', 'connection', 'keep-alive'
 
 function stableHeaders(headers: IncomingHttpHeaders | Record<string, unknown>) {
   return Object.fromEntries(Object.entries(headers).filter(([name]) => !PER_RESPONSE.has(name)));
+}
+
+/** How many requests of `work` reached a Fastify route handler (Fastify's own diagnostics channel). */
+async function routedDuring(work: () => Promise<unknown>): Promise<number> {
+  let routed = 0;
+  const count = () => {
+    routed += 1;
+  };
+  subscribe('tracing:fastify.request.handler:start', count);
+  try {
+    await work();
+  } finally {
+    unsubscribe('tracing:fastify.request.handler:start', count);
+  }
+  return routed;
 }
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
@@ -72,6 +88,14 @@ for (const provider of testProviders()) {
       assert.match(String(served.headers['x-request-id']), UUID);
       assert.match(String(served.headers['cache-control']), /^public, max-age=\d+$/);
       assert.equal(served.headers['x-content-type-options'], 'nosniff');
+    });
+
+    it('answers the plain GET without Fastify routing it, and leaves HEAD and conditional GETs to the route', async () => {
+      const etag = String((await t.app.inject({ url: '/.well-known/jwks.json' })).headers.etag);
+      assert.equal(await routedDuring(() => get(port, '/.well-known/jwks.json')), 0);
+      assert.equal(await routedDuring(() => get(port, '/.well-known/jwks.json', {}, 'HEAD')), 1);
+      assert.equal(await routedDuring(() => get(port, '/.well-known/jwks.json', { 'if-none-match': etag })), 1);
+      assert.equal(await routedDuring(() => get(port, '/healthz')), 1, 'other routes are routed as before');
     });
 
     it('keeps a well-formed caller X-Request-Id and replaces a malformed one', async () => {
@@ -139,12 +163,16 @@ describe('JWKS over HTTP with CORS on', () => {
   });
   after(() => t.close());
 
-  it('answers a cross-origin fetch with the CORS headers the route adds', async () => {
+  it('answers every fetch with the CORS headers the route adds, Vary: Origin included', async () => {
     const allowed = await get(port, '/.well-known/jwks.json', { origin: 'https://app.example.test' });
     assert.equal(allowed.status, 200);
     assert.equal(allowed.headers['access-control-allow-origin'], 'https://app.example.test');
     const plain = await get(port, '/.well-known/jwks.json');
     assert.equal(plain.body, allowed.body);
     assert.equal(plain.headers['access-control-allow-origin'], undefined);
+    // A shared cache must not serve this copy to a cross-origin page: the route's headers, Vary among them.
+    assert.match(String(plain.headers.vary), /origin/i);
+    const routed = await t.app.inject({ url: '/.well-known/jwks.json' });
+    assert.deepEqual(stableHeaders(plain.headers), stableHeaders(routed.headers));
   });
 });
