@@ -104,13 +104,13 @@ function scheduleIdle(tids: number[]): { idle: number; idleRefused?: string } {
       });
       idle += 1;
     } catch (error) {
+      if ((error as { code?: string }).code === 'ENOENT') {
+        failure = 'chrt (util-linux) is not installed';
+        break;
+      }
       // A thread that ended meanwhile fails too: only when none could be set is it worth telling.
       const stderr = String((error as { stderr?: Buffer }).stderr ?? '').trim();
-      failure =
-        (error as { code?: string }).code === 'ENOENT'
-          ? 'chrt (util-linux) is not installed'
-          : `chrt failed: ${stderr || (error as Error).message}`;
-      if (failure.startsWith('chrt (util-linux)')) break;
+      failure = `chrt failed: ${stderr || (error as Error).message}`;
     }
   }
   return idle === 0 && failure ? { idle, idleRefused: failure } : { idle };

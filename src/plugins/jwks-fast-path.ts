@@ -5,10 +5,8 @@ import fp from 'fastify-plugin';
 import type { Config } from '../config.js';
 import type { JwksDocument } from '../keys/key-store.js';
 import { requestIdFor } from '../request-id.js';
+import { discoveryCacheControl, JWKS_CONTENT_TYPE, JWKS_PATH } from '../routes/well-known.js';
 import { apiHeaders } from './security.js';
-
-/** The JWKS route's path (RFC 8414 `jwks_uri`). */
-export const JWKS_PATH = '/.well-known/jwks.json';
 
 /**
  * A handler that runs on the HTTP server before Fastify: it answers a request
@@ -51,7 +49,7 @@ export default fp(
   async function jwksFastPath(app: FastifyInstance, options: { config: Config; preRouter: PreRouter }) {
     const { config, preRouter } = options;
     const security = apiHeaders(config);
-    const cacheControl = `public, max-age=${config.jwksMaxAge}`;
+    const cacheControl = discoveryCacheControl(config);
     const timer = app.httpRequestTimer(JWKS_PATH, 'GET', 200);
     let document: JwksDocument | null = null;
     let headers: [string, string][] = [];
@@ -66,7 +64,7 @@ export default fp(
           ...security,
           ['cache-control', cacheControl],
           ['etag', current.etag],
-          ['content-type', 'application/json; charset=utf-8'],
+          ['content-type', JWKS_CONTENT_TYPE],
           ['content-length', String(Buffer.byteLength(current.body))],
         ];
       }

@@ -29,11 +29,22 @@ const Metadata = Type.Object({
   claims_supported: Type.Array(Type.String()),
 });
 
+/** The JWKS route's path (RFC 8414 `jwks_uri`). */
+export const JWKS_PATH = '/.well-known/jwks.json';
+
+/** The JWKS body's media type. */
+export const JWKS_CONTENT_TYPE = 'application/json; charset=utf-8';
+
+/** Cache-Control of the discovery documents and the JWKS (JWKS_MAX_AGE, capped by the key schedule). */
+export function discoveryCacheControl(config: Pick<Config, 'jwksMaxAge'>): string {
+  return `public, max-age=${config.jwksMaxAge}`;
+}
+
 /** RFC 8414 / OpenID Connect Discovery metadata, and the JWKS (RFC 7517). */
 const wellKnownRoutes: FastifyPluginAsyncTypebox<{ config: Config }> = async (app, { config }) => {
   const metadata = {
     issuer: config.issuer,
-    jwks_uri: `${config.issuer}/.well-known/jwks.json`,
+    jwks_uri: `${config.issuer}${JWKS_PATH}`,
     token_endpoint: `${config.issuer}/oauth/token`,
     revocation_endpoint: `${config.issuer}/oauth/revoke`,
     introspection_endpoint: `${config.issuer}/oauth/introspect`,
@@ -49,6 +60,7 @@ const wellKnownRoutes: FastifyPluginAsyncTypebox<{ config: Config }> = async (ap
     access_token_signing_alg_values_supported: [SIGNING_ALGORITHM],
     claims_supported: ['iss', 'sub', 'aud', 'exp', 'iat', 'jti', 'client_id', 'sid', 'username', 'roles'],
   };
+  const cacheControl = discoveryCacheControl(config);
   const metadataSchema = {
     tags: ['discovery'],
     response: { 200: Metadata },
@@ -59,14 +71,14 @@ const wellKnownRoutes: FastifyPluginAsyncTypebox<{ config: Config }> = async (ap
       path,
       { logLevel: 'warn', schema: { ...metadataSchema, summary: 'Server metadata' } },
       async (_request, reply) => {
-        reply.header('cache-control', `public, max-age=${config.jwksMaxAge}`);
+        reply.header('cache-control', cacheControl);
         return metadata;
       },
     );
   }
 
   app.get(
-    '/.well-known/jwks.json',
+    JWKS_PATH,
     {
       // Verifiers poll it: no per-request access-log lines (errors are still logged).
       logLevel: 'warn',
@@ -79,11 +91,11 @@ const wellKnownRoutes: FastifyPluginAsyncTypebox<{ config: Config }> = async (ap
     },
     async (request, reply) => {
       const { body, etag } = app.keyStore.jwks;
-      reply.header('cache-control', `public, max-age=${config.jwksMaxAge}`).header('etag', etag);
+      reply.header('cache-control', cacheControl).header('etag', etag);
       if (request.headers['if-none-match'] === etag) return reply.code(304).send(null);
       // Pre-serialized when the key set changes; Fastify sends a string body as is
       // (the cast only tells the type provider so; the schema still documents it).
-      return reply.type('application/json; charset=utf-8').send(body as unknown as { keys: never[] });
+      return reply.type(JWKS_CONTENT_TYPE).send(body as unknown as { keys: never[] });
     },
   );
 };
