@@ -1,4 +1,12 @@
-import { createCipheriv, createDecipheriv, createHash, hkdfSync, randomBytes } from 'node:crypto';
+import {
+  createCipheriv,
+  createDecipheriv,
+  createHash,
+  createSecretKey,
+  hkdfSync,
+  type KeyObject,
+  randomBytes,
+} from 'node:crypto';
 
 const VERSION = 'v1';
 const IV_BYTES = 12;
@@ -22,7 +30,7 @@ export class SecretBox {
   readonly secretId: string;
   /** Secrets by id: the current one and any previous one still accepted for opening. */
   readonly #secrets = new Map<string, Buffer>();
-  readonly #keys = new Map<string, Buffer>();
+  readonly #keys = new Map<string, KeyObject>();
 
   /**
    * @param secret the key-encryption secret that seals new values
@@ -42,13 +50,14 @@ export class SecretBox {
     );
   }
 
-  #key(secretId: string, purpose: SealPurpose): Buffer {
+  /** A KeyObject: a raw key would be imported again by every cipher made with it. */
+  #key(secretId: string, purpose: SealPurpose): KeyObject {
     const cacheKey = `${secretId}\0${purpose}`;
     let key = this.#keys.get(cacheKey);
     if (!key) {
       const secret = this.#secrets.get(secretId);
       if (!secret) throw new Error(`sealed under an unknown key-encryption secret (id ${secretId})`);
-      key = Buffer.from(hkdfSync('sha256', secret, 'tessera', `tessera ${purpose} v1`, 32));
+      key = createSecretKey(Buffer.from(hkdfSync('sha256', secret, 'tessera', `tessera ${purpose} v1`, 32)));
       this.#keys.set(cacheKey, key);
     }
     return key;
@@ -78,7 +87,10 @@ export class SecretBox {
     const decipher = createDecipheriv('aes-256-gcm', this.#key(secretId, purpose), Buffer.from(ivPart, 'base64url'));
     decipher.setAAD(Buffer.from(`${purpose}\0${context}`));
     decipher.setAuthTag(body.subarray(body.length - TAG_BYTES));
-    return Buffer.concat([decipher.update(body.subarray(0, body.length - TAG_BYTES)), decipher.final()]);
+    const plaintext = decipher.update(body.subarray(0, body.length - TAG_BYTES));
+    // GCM releases nothing at final(); it is where the tag is checked (and throws).
+    decipher.final();
+    return plaintext;
   }
 
   /** Whether `sealed` is already sealed under the current secret. */

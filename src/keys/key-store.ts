@@ -291,7 +291,7 @@ export class KeyStore {
         JSON.stringify({ alg: SIGNING_ALGORITHM, typ: ACCESS_TOKEN_TYPE, kid: current.kid }),
       ).toString('base64url');
       const input = `${header}.${Buffer.from(JSON.stringify(claims)).toString('base64url')}`;
-      const signature = await this.#signer.sign(current.kid, current.privateKey, Buffer.from(input));
+      const signature = await this.#signer.sign(current.kid, current.privateKey, input);
       return `${input}.${signature.toString('base64url')}`;
     });
   }

@@ -4,7 +4,9 @@ import { Worker } from 'node:worker_threads';
 /**
  * The signing thread's code (plain CommonJS, so it runs the same under tsx and
  * when built): RSASSA-PKCS1-v1_5 with SHA-256 over the bytes it is sent, with
- * keys it is sent once per kid.
+ * keys it is sent once per kid. The input comes as a string: a Buffer made
+ * from a short string is a view into Node's shared 8 KiB pool, and a
+ * structured clone copies the view's whole ArrayBuffer.
  */
 const WORKER_SOURCE = `
 const { parentPort } = require('node:worker_threads');
@@ -16,7 +18,7 @@ parentPort.on('message', (message) => {
     return;
   }
   try {
-    parentPort.postMessage({ id: message.id, signature: sign('sha256', message.input, keys.get(message.kid)) });
+    parentPort.postMessage({ id: message.id, signature: sign('sha256', Buffer.from(message.input), keys.get(message.kid)) });
   } catch (error) {
     parentPort.postMessage({ id: message.id, error: String(error && error.message || error) });
   }
@@ -27,7 +29,7 @@ parentPort.on('message', (message) => {
 type Pending = {
   kid: string;
   key: KeyObject;
-  input: Buffer;
+  input: string;
   resolve: (signature: Buffer) => void;
   reject: (error: Error) => void;
 };
@@ -63,9 +65,10 @@ export class Signer {
     this.#size = Math.max(1, Math.floor(threads));
   }
 
-  async sign(kid: string, key: KeyObject, input: Buffer): Promise<Buffer> {
+  /** RSASSA-PKCS1-v1_5 with SHA-256 over the UTF-8 bytes of `input` (a JWS signing input). */
+  async sign(kid: string, key: KeyObject, input: string): Promise<Buffer> {
     const thread = this.#pick();
-    if (!thread) return sign('sha256', input, key);
+    if (!thread) return sign('sha256', Buffer.from(input), key);
     if (!thread.sentKeys.has(kid)) {
       thread.worker.postMessage({ kid, key });
       thread.sentKeys.add(kid);
@@ -114,8 +117,11 @@ export class Signer {
       if (!pending) return;
       thread.pending.delete(message.id);
       thread.signed += 1;
-      if (message.signature) pending.resolve(Buffer.from(message.signature));
-      else pending.reject(new Error(`signing failed: ${message.error}`));
+      if (message.signature) {
+        // The clone is this thread's own copy: wrap it rather than copy it again.
+        const { buffer, byteOffset, byteLength } = message.signature;
+        pending.resolve(Buffer.from(buffer, byteOffset, byteLength));
+      } else pending.reject(new Error(`signing failed: ${message.error}`));
     });
     const fail = () => {
       const threads = this.#threads;

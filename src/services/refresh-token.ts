@@ -4,12 +4,18 @@ const UUID_BYTES = 16;
 const GENERATION_BYTES = 4;
 const MAC_BYTES = 32;
 const TOKEN_BYTES = UUID_BYTES + GENERATION_BYTES + MAC_BYTES;
+/** The MAC's domain-separation label, followed by the token's prefix in the MAC input. */
+const LABEL = Buffer.from('tessera refresh token v1\0');
+/** A token's length in base64url (no padding). */
+const TOKEN_CHARS = Math.ceil((TOKEN_BYTES * 4) / 3);
 
 /** The parts of a refresh token. */
 export interface RefreshTokenParts {
   sessionId: string;
   generation: number;
   mac: Buffer;
+  /** The session id and generation bytes, as the MAC covers them. */
+  prefix: Buffer;
 }
 
 /**
@@ -27,7 +33,7 @@ export function deriveRefreshToken(secret: Buffer, sessionId: string, generation
 
 /** Splits a presented token; null when it cannot be one of ours. */
 export function parseRefreshToken(token: string): RefreshTokenParts | null {
-  if (!/^[A-Za-z0-9_-]+$/.test(token)) return null;
+  if (token.length !== TOKEN_CHARS || !/^[A-Za-z0-9_-]+$/.test(token)) return null;
   const bytes = Buffer.from(token, 'base64url');
   // Re-encoding must give back the same text: rejects padded or non-canonical variants.
   if (bytes.length !== TOKEN_BYTES || bytes.toString('base64url') !== token) return null;
@@ -37,21 +43,25 @@ export function parseRefreshToken(token: string): RefreshTokenParts | null {
     sessionId,
     generation: bytes.readUInt32BE(UUID_BYTES),
     mac: bytes.subarray(UUID_BYTES + GENERATION_BYTES),
+    prefix: bytes.subarray(0, UUID_BYTES + GENERATION_BYTES),
   };
 }
 
 /** Constant-time check that `parts` was derived from `secret`. */
 export function refreshTokenMatches(secret: Buffer, parts: RefreshTokenParts): boolean {
-  return timingSafeEqual(mac(secret, tokenPrefix(parts.sessionId, parts.generation)), parts.mac);
+  return timingSafeEqual(mac(secret, parts.prefix), parts.mac);
 }
 
 function tokenPrefix(sessionId: string, generation: number): Buffer {
   const prefix = Buffer.alloc(UUID_BYTES + GENERATION_BYTES);
-  Buffer.from(sessionId.replaceAll('-', ''), 'hex').copy(prefix, 0);
+  prefix.write(sessionId.replaceAll('-', ''), 0, UUID_BYTES, 'hex');
   prefix.writeUInt32BE(generation, UUID_BYTES);
   return prefix;
 }
 
+/** HMAC-SHA256(secret, label ‖ prefix), in one update: each update is a call into C++. */
 function mac(secret: Buffer, prefix: Buffer): Buffer {
-  return createHmac('sha256', secret).update('tessera refresh token v1\0').update(prefix).digest();
+  return createHmac('sha256', secret)
+    .update(Buffer.concat([LABEL, prefix]))
+    .digest();
 }

@@ -1,15 +1,26 @@
-import { type Attributes, SpanStatusCode, trace } from '@opentelemetry/api';
+import { type Attributes, ProxyTracerProvider, SpanStatusCode, type Tracer, trace } from '@opentelemetry/api';
 import { version } from '../paths.js';
 
-/**
- * tessera's tracer. Without an OpenTelemetry SDK started (the default; see
- * src/telemetry/sdk.ts) every span is a no-op, so instrumented code costs
- * next to nothing when tracing is off.
- */
-export const tracer = trace.getTracer('tessera', version);
+/** The provider the API answers while no SDK (or other provider) is registered. */
+const NOOP_PROVIDER = new ProxyTracerProvider().getDelegate();
 
-/** Runs `work` inside a span named `name`; records failures on the span. */
+/**
+ * tessera's tracer, or null while no tracer provider is registered (the
+ * default; see src/telemetry/sdk.ts). Looked up on every call, so that a
+ * provider registered later, or removed, takes effect at once; the lookup is
+ * a global read, where a no-op span would still cost an async wrapper, a
+ * context and a span object on every database call of every refresh.
+ */
+function currentTracer(): Tracer | null {
+  const provider = trace.getTracerProvider();
+  if (provider instanceof ProxyTracerProvider && provider.getDelegate() === NOOP_PROVIDER) return null;
+  return provider.getTracer('tessera', version);
+}
+
+/** Runs `work` inside a span named `name`; records failures on the span. Without a tracer provider, just runs it. */
 export function inSpan<T>(name: string, attributes: Attributes, work: () => Promise<T>): Promise<T> {
+  const tracer = currentTracer();
+  if (!tracer) return work();
   return tracer.startActiveSpan(name, { attributes }, async (span) => {
     try {
       return await work();

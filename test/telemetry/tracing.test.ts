@@ -50,3 +50,31 @@ describe('startTracing', () => {
     trace.disable();
   });
 });
+
+describe('inSpan', () => {
+  it('records spans while a tracer provider is registered, and none before or after', async () => {
+    const { inSpan } = await import('../../src/telemetry/tracing.js');
+    const exporter = new InMemorySpanExporter();
+    const work = async () => 42;
+    assert.equal(await inSpan('before', {}, work), 42);
+    trace.setGlobalTracerProvider(new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(exporter)] }));
+    try {
+      assert.equal(await inSpan('during', { n: 1 }, work), 42);
+      await assert.rejects(
+        inSpan('failing', {}, async () => {
+          throw new Error('boom');
+        }),
+        /boom/,
+      );
+    } finally {
+      trace.disable();
+    }
+    assert.equal(await inSpan('after', {}, work), 42);
+    const spans = exporter.getFinishedSpans();
+    assert.deepEqual(
+      spans.map((span) => span.name),
+      ['during', 'failing'],
+    );
+    assert.equal(spans[1]?.status.code, 2, 'the failure is recorded on the span (SpanStatusCode.ERROR)');
+  });
+});
