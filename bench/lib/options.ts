@@ -97,7 +97,9 @@ export function parseOptions(argv: string[]): BenchOptions {
     updateReadme: argv.includes('--update-readme'),
     repetitions: positiveInteger('BENCH_REPETITIONS', quick ? 1 : 3),
     seconds: positiveInteger('BENCH_SECONDS', quick ? 3 : 5),
-    warmupSeconds: 2,
+    // V8 takes ~4 s of a saturating load to optimize the refresh path (its
+    // compiler threads get what the event loop and the load generator leave).
+    warmupSeconds: quick ? 2 : 5,
     sessionSizes: quick ? [10_000] : [...new Set([10_000, largest])].sort((a, b) => a - b),
     users: 16,
     connections: { jwks: 16, login: 16, refresh: 16, flood: 32, bigFlood: 200 },

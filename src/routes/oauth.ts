@@ -42,9 +42,10 @@ const RevokeRequest = Type.Object({
 /** RFC 6749 token endpoint and RFC 7009 revocation endpoint. */
 const oauthRoutes: FastifyPluginAsyncTypebox<{ config: Config }> = async (app, { config }) => {
   await app.register(formbody);
-  await app.register(cookie);
-
   const cookieMode = config.refreshCookie;
+  // Only in cookie mode: otherwise nothing reads or sets a cookie, and the
+  // plugin's two hooks would still run on every token request.
+  if (cookieMode.enabled) await app.register(cookie);
   // The pages allowed to use the refresh cookie: ALLOWED_ORIGINS and the issuer's own origin.
   const trustedOrigins = new Set([...config.allowedOrigins, new URL(config.issuer).origin]);
   const cookieOptions = {

@@ -86,3 +86,40 @@ describe('browser cookie mode for refresh tokens', () => {
     );
   });
 });
+
+describe('without cookie mode (the default)', () => {
+  let t: TestApp;
+  before(async () => {
+    t = await startTestApp('sqlite', { env: { ALLOWED_ORIGINS: ORIGIN } });
+    await t.app.inject({ method: 'POST', url: '/v1/users', payload: { username: 'browser', password: PASSWORD } });
+  });
+  after(() => t.close());
+
+  it('answers pages with tokens in the body, sets no cookie and ignores one sent', async () => {
+    const login = await t.app.inject({
+      method: 'POST',
+      url: '/oauth/token',
+      headers: { origin: ORIGIN },
+      payload: { grant_type: 'password', username: 'browser', password: PASSWORD },
+    });
+    assert.equal(login.statusCode, 200);
+    assert.equal(typeof login.json().refresh_token, 'string');
+    assert.equal(login.headers['set-cookie'], undefined);
+    const fromCookie = await t.app.inject({
+      method: 'POST',
+      url: '/oauth/token',
+      headers: { origin: ORIGIN, cookie: `tessera_refresh=${login.json().refresh_token}` },
+      payload: { grant_type: 'refresh_token' },
+    });
+    assert.equal(fromCookie.statusCode, 400);
+    assert.equal(fromCookie.json().error, 'invalid_request');
+    const logout = await t.app.inject({
+      method: 'POST',
+      url: '/oauth/revoke',
+      headers: { origin: ORIGIN, cookie: `tessera_refresh=${login.json().refresh_token}` },
+      payload: {},
+    });
+    assert.equal(logout.statusCode, 400);
+    assert.equal(logout.headers['set-cookie'], undefined);
+  });
+});
