@@ -20,7 +20,14 @@ function currentTracer(): Tracer | null {
 /** Runs `work` inside a span named `name`; records failures on the span. Without a tracer provider, just runs it. */
 export function inSpan<T>(name: string, attributes: Attributes, work: () => Promise<T>): Promise<T> {
   const tracer = currentTracer();
-  if (!tracer) return work();
+  if (!tracer) {
+    // As inside a span: a synchronous throw becomes a rejection.
+    try {
+      return work();
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  }
   return tracer.startActiveSpan(name, { attributes }, async (span) => {
     try {
       return await work();

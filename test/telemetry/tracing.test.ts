@@ -78,3 +78,14 @@ describe('inSpan', () => {
     assert.equal(spans[1]?.status.code, 2, 'the failure is recorded on the span (SpanStatusCode.ERROR)');
   });
 });
+
+describe('inSpan without a tracer provider', () => {
+  it('turns a synchronous throw of the work into a rejection, as with one', async () => {
+    const { inSpan } = await import('../../src/telemetry/tracing.js');
+    const promise = inSpan('sync-throw', {}, () => {
+      throw new Error('thrown before any promise');
+    });
+    assert.ok(promise instanceof Promise);
+    await assert.rejects(promise, /thrown before any promise/);
+  });
+});
