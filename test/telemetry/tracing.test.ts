@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { trace } from '@opentelemetry/api';
+import { SpanStatusCode, trace } from '@opentelemetry/api';
 import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-base';
 import { registerAndLogin, startTestApp, type TestApp } from '../helpers/app.js';
 
@@ -75,7 +75,7 @@ describe('inSpan', () => {
       spans.map((span) => span.name),
       ['during', 'failing'],
     );
-    assert.equal(spans[1]?.status.code, 2, 'the failure is recorded on the span (SpanStatusCode.ERROR)');
+    assert.equal(spans[1]?.status.code, SpanStatusCode.ERROR, 'the failure is recorded on the span');
   });
 });
 
