@@ -308,10 +308,17 @@ export function markdownReport(report: BenchReport): string {
         p50(point.refresh),
         p99(point.refresh),
         point.seed ? `${point.seed.seconds} s (${point.seed.sizeMiB} MiB db)` : '-',
+        point.ratioToSmallest ? ratioText(point.ratioToSmallest) : '-',
       ]);
     }
   }
-  out.push(table(['stored sessions', 'database', 'refresh req/s', 'p50 ms', 'p99 ms', 'seeding'], scaleRows));
+  const smallest = settings.sessionSizes[0]?.toLocaleString('en-US') ?? 'the smallest';
+  out.push(
+    table(
+      ['stored sessions', 'database', 'refresh req/s', 'p50 ms', 'p99 ms', 'seeding', `req/s ÷ ${smallest}'s, paired`],
+      scaleRows,
+    ),
+  );
   out.push('');
 
   const memoryRows = report.databases.map((db) => [

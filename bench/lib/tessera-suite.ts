@@ -35,6 +35,11 @@ export interface ScalePoint {
   sessions: number;
   seed: SeedResult | null;
   refresh: Measurement;
+  /**
+   * Larger sizes only: req/s at this size ÷ req/s at the smallest, per pair of
+   * alternating runs (this size on a second tessera with its own database).
+   */
+  ratioToSmallest?: Spread;
 }
 
 /** Ceiling runs paired with tessera's: each tessera run is followed (or preceded) by one of its ceiling. */
@@ -366,29 +371,97 @@ export async function benchDatabase(
     };
     log(`    ${settled - atStop} queued logins completed after the clients had gone`);
 
-    const scale: ScalePoint[] = [];
-    for (const size of options.sessionSizes) {
-      const current = postgres
-        ? await countPostgresSessions(postgres.url)
-        : countSqliteSessions(sqliteFile(databaseUrl));
+    // The stored-session comparison is paired like the ceilings: the smallest size on this instance,
+    // each larger one on a second instance with its own database, their runs alternating, so drift of
+    // the machine over minutes weighs on both sides of each ratio.
+    const seedTo = async (size: number, databaseUrlOf: string, postgresUrl: string | null, seedUsers: BenchUser[]) => {
+      const current = postgresUrl
+        ? await countPostgresSessions(postgresUrl)
+        : countSqliteSessions(sqliteFile(databaseUrlOf));
       const missing = size - current;
-      let seed: SeedResult | null = null;
-      if (missing > 0) {
-        // Let requests still in flight from the last run finish: on SQLite the seeding transaction holds
-        // the write lock, and a write waiting for it blocks the service's event loop (busy_timeout).
-        await sleep(2000);
-        log(`  seeding ${missing.toLocaleString('en-US')} sessions (to ${size.toLocaleString('en-US')})`);
-        const userIds = users.map((user) => user.id);
-        seed = postgres
-          ? await seedPostgresSessions(postgres.url, userIds, missing)
-          : seedSqliteSessions(sqliteFile(databaseUrl), userIds, missing);
-        seed.seconds = round(seed.seconds, 2);
-        seed.sizeMiB = round(seed.sizeMiB, 1);
-        log(`    ${seed.seconds} s; ${seed.total.toLocaleString('en-US')} rows, database ${seed.sizeMiB} MiB`);
+      if (missing <= 0) return { seed: null, current };
+      // Let requests still in flight from the last run finish: on SQLite the seeding transaction holds
+      // the write lock, and a write waiting for it blocks the service's event loop (busy_timeout).
+      await sleep(2000);
+      log(`  seeding ${missing.toLocaleString('en-US')} sessions (to ${size.toLocaleString('en-US')})`);
+      const userIds = seedUsers.map((user) => user.id);
+      const seed = postgresUrl
+        ? await seedPostgresSessions(postgresUrl, userIds, missing)
+        : seedSqliteSessions(sqliteFile(databaseUrlOf), userIds, missing);
+      seed.seconds = round(seed.seconds, 2);
+      seed.sizeMiB = round(seed.sizeMiB, 1);
+      log(`    ${seed.seconds} s; ${seed.total.toLocaleString('en-US')} rows, database ${seed.sizeMiB} MiB`);
+      return { seed, current };
+    };
+    const [smallest, ...larger] = options.sessionSizes;
+    if (smallest === undefined) throw new Error('no stored-session sizes');
+    const scale: ScalePoint[] = [];
+    const small = await seedTo(smallest, databaseUrl, postgres?.url ?? null, users);
+    const smallSessions = small.seed?.total ?? small.current;
+    if (larger.length === 0) {
+      log(`  refresh with ${smallest.toLocaleString('en-US')} stored sessions`);
+      const measurement = await repeat(context, live, `refresh@${smallest}`, connections.refresh, (s) => refreshRun(s));
+      scale.push({ sessions: smallSessions, seed: small.seed, refresh: measurement });
+    }
+    for (const size of larger) {
+      const twinDir = mkdtempSync(join(tmpdir(), `tessera-bench-${kind}-${size}-`));
+      const twinPostgres = postgres ? await createPostgresDatabase() : null;
+      const twinUrl = twinPostgres ? twinPostgres.url : `file:${join(twinDir, 'tessera.db')}`;
+      let twin: Tessera | undefined;
+      try {
+        log(`  a second tessera for ${size.toLocaleString('en-US')} stored sessions`);
+        twin = await startTessera({
+          root: context.root,
+          databaseUrl: twinUrl,
+          dataDir: twinDir,
+          logFile: join(context.tmpDir, `tessera-${kind}-${size}.log`),
+          mallocArenaMax: options.mallocArenaMax,
+          hashThreadNice: options.hashThreadNice,
+          hashThreadIdle: options.hashThreadIdle,
+        });
+        const twinUsers = await registerUsers(twin.url, options.users);
+        const large = await seedTo(size, twinUrl, twinPostgres?.url ?? null, twinUsers);
+        const twinLive = twin;
+        const twinRun = async (seconds: number) => {
+          const chains = refreshChains(await freshRefreshTokens(twinLive.url, twinUsers, connections.refresh));
+          const result = await runLoad({
+            ...base,
+            url: twinLive.url,
+            servicePid: twinLive.pid,
+            path: '/oauth/token',
+            method: 'POST',
+            headers: FORM,
+            connections: connections.refresh,
+            duration: seconds,
+            setupClient: chains.setupClient,
+          });
+          return { ...result, ...(chains.broken() > 0 ? { notes: { brokenChains: chains.broken() } } : {}) };
+        };
+        log(
+          `  refresh with ${size.toLocaleString('en-US')} stored sessions, paired with ${smallest.toLocaleString('en-US')}`,
+        );
+        const pair = await paired(
+          context,
+          twinLive,
+          [`refresh@${size}`, `refresh@${smallest}`],
+          [connections.refresh, connections.refresh],
+          twinRun,
+          (s) => refreshRun(s),
+        );
+        if (scale.length === 0) scale.push({ sessions: smallSessions, seed: small.seed, refresh: pair.ceiling });
+        scale.push({
+          sessions: large.seed?.total ?? large.current,
+          seed: large.seed,
+          refresh: pair.tessera,
+          ratioToSmallest: pair.ratio,
+        });
+      } finally {
+        await twin?.stop();
+        await twinPostgres
+          ?.drop()
+          .catch((error: unknown) => log(`  could not drop ${twinPostgres.name}: ${String(error)}`));
+        rmSync(twinDir, { recursive: true, force: true });
       }
-      log(`  refresh with ${size.toLocaleString('en-US')} stored sessions`);
-      const measurement = await repeat(context, live, `refresh@${size}`, connections.refresh, (s) => refreshRun(s));
-      scale.push({ sessions: seed?.total ?? current, seed, refresh: measurement });
     }
 
     const peakRssMiB = round(tessera.rss.peakMiB, 1);
