@@ -52,7 +52,11 @@ export default fp(
     const cacheControl = discoveryCacheControl(config);
     const timer = app.httpRequestTimer(JWKS_PATH, 'GET', 200);
     let document: JwksDocument | null = null;
-    let headers: [string, string][] = [];
+    // Prepared once per key set: the body's bytes, and the headers after the
+    // request id as a flat [name, value, ...] list for writeHead (one call,
+    // no per-header setHeader bookkeeping).
+    let body = Buffer.alloc(0);
+    let headers: string[] = [];
 
     const handle = (request: IncomingMessage, response: ServerResponse): boolean => {
       if (request.url !== JWKS_PATH || request.method !== 'GET' || !isPlainFetch(request)) return false;
@@ -60,19 +64,25 @@ export default fp(
       const current = app.keyStore.jwks;
       if (current !== document) {
         document = current;
+        body = Buffer.from(current.body);
         headers = [
-          ...security,
-          ['cache-control', cacheControl],
-          ['etag', current.etag],
-          ['content-type', JWKS_CONTENT_TYPE],
-          ['content-length', String(Buffer.byteLength(current.body))],
+          // The order Fastify's route sends them in: the request id first (its slot is filled per request).
+          'x-request-id',
+          '',
+          ...security.flat(),
+          'cache-control',
+          cacheControl,
+          'etag',
+          current.etag,
+          'content-type',
+          JWKS_CONTENT_TYPE,
+          'content-length',
+          String(body.length),
         ];
       }
-      // The order Fastify's route sends them in: the request id first.
-      response.setHeader('x-request-id', requestIdFor(request));
-      for (const [name, value] of headers) response.setHeader(name, value);
-      response.writeHead(200);
-      response.end(current.body);
+      headers[1] = requestIdFor(request);
+      response.writeHead(200, headers);
+      response.end(body);
       timer.observe((performance.now() - start) / 1000);
       return true;
     };
