@@ -21,6 +21,8 @@ export interface TesseraOptions {
   hashThreadNice: number;
   /** HASH_THREAD_IDLE of the service. */
   hashThreadIdle: boolean;
+  /** More environment for the service (for A/B runs of a setting), applied last. */
+  extraEnv?: Record<string, string>;
 }
 
 export interface Tessera extends ChildServer {
@@ -62,6 +64,7 @@ export async function startTessera(options: TesseraOptions): Promise<Tessera> {
     HASH_THREAD_NICE: String(options.hashThreadNice),
     HASH_THREAD_IDLE: String(options.hashThreadIdle),
     ...(options.mallocArenaMax === null ? {} : { MALLOC_ARENA_MAX: options.mallocArenaMax }),
+    ...options.extraEnv,
   };
   const nodeArgs = options.cpuProfileDir ? ['--cpu-prof', `--cpu-prof-dir=${options.cpuProfileDir}`] : [];
   const child = await startChild({
