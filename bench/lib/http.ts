@@ -40,17 +40,28 @@ export async function registerUsers(baseUrl: string, count: number): Promise<Ben
 
 /**
  * One password-grant login. A 503 or 429 (the service still draining a
- * flood's hash queue, or shedding load) is retried after its Retry-After, for
- * up to a minute.
+ * flood's hash queue, or shedding load) is retried after its Retry-After, and
+ * a failed connection after 200 ms, for up to a minute.
  */
 export async function login(baseUrl: string, user: BenchUser): Promise<Tokens> {
   const deadline = Date.now() + 60_000;
   for (;;) {
-    const response = await fetch(`${baseUrl}/oauth/token`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/x-www-form-urlencoded' },
-      body: new URLSearchParams({ grant_type: 'password', username: user.username, password: user.password }),
-    });
+    let response: Response;
+    try {
+      response = await fetch(`${baseUrl}/oauth/token`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded' },
+        body: new URLSearchParams({ grant_type: 'password', username: user.username, password: user.password }),
+      });
+    } catch (error) {
+      // A keep-alive connection the server closed while this process was busy (a synchronous
+      // SQLite seed holds its event loop for seconds): fetch learns of the close only on reuse.
+      if (Date.now() < deadline) {
+        await sleep(200);
+        continue;
+      }
+      throw error;
+    }
     if ((response.status === 503 || response.status === 429) && Date.now() < deadline) {
       await response.arrayBuffer();
       await sleep(Math.min(5, Number(response.headers.get('retry-after')) || 1) * 1000);
