@@ -279,19 +279,27 @@ export async function benchDatabase(
         setupClient: loginBodies(users),
       });
     const prepareChains = () => freshRefreshTokens(url, users, connections.refresh);
-    const refreshRun = async (seconds: number, tokens?: string[]) => {
-      const chains = refreshChains(tokens ?? (await prepareChains()));
-      const result = await runLoad({
-        ...base,
-        path: '/oauth/token',
-        method: 'POST',
-        headers: FORM,
-        connections: connections.refresh,
-        duration: seconds,
-        setupClient: chains.setupClient,
-      });
-      return { ...result, ...(chains.broken() > 0 ? { notes: { brokenChains: chains.broken() } } : {}) };
-    };
+    /** Refresh chains against `target` (this instance, or the stored-session twin), fresh ones per run. */
+    const refreshRunOn =
+      (target: { url: string; pid: number }, targetUsers: BenchUser[]) =>
+      async (seconds: number, tokens?: string[]) => {
+        const chains = refreshChains(
+          tokens ?? (await freshRefreshTokens(target.url, targetUsers, connections.refresh)),
+        );
+        const result = await runLoad({
+          ...base,
+          url: target.url,
+          servicePid: target.pid,
+          path: '/oauth/token',
+          method: 'POST',
+          headers: FORM,
+          connections: connections.refresh,
+          duration: seconds,
+          setupClient: chains.setupClient,
+        });
+        return { ...result, ...(chains.broken() > 0 ? { notes: { brokenChains: chains.broken() } } : {}) };
+      };
+    const refreshRun = refreshRunOn(live, users);
 
     const ceilings = await ceilingsFor(sample);
     log('  JWKS, paired with bare Fastify serving the same bytes');
@@ -421,28 +429,13 @@ export async function benchDatabase(
         });
         const twinUsers = await registerUsers(twin.url, options.users);
         const large = await seedTo(size, twinUrl, twinPostgres?.url ?? null, twinUsers);
-        const twinLive = twin;
-        const twinRun = async (seconds: number) => {
-          const chains = refreshChains(await freshRefreshTokens(twinLive.url, twinUsers, connections.refresh));
-          const result = await runLoad({
-            ...base,
-            url: twinLive.url,
-            servicePid: twinLive.pid,
-            path: '/oauth/token',
-            method: 'POST',
-            headers: FORM,
-            connections: connections.refresh,
-            duration: seconds,
-            setupClient: chains.setupClient,
-          });
-          return { ...result, ...(chains.broken() > 0 ? { notes: { brokenChains: chains.broken() } } : {}) };
-        };
+        const twinRun = refreshRunOn(twin, twinUsers);
         log(
           `  refresh with ${size.toLocaleString('en-US')} stored sessions, paired with ${smallest.toLocaleString('en-US')}`,
         );
         const pair = await paired(
           context,
-          twinLive,
+          twin,
           [`refresh@${size}`, `refresh@${smallest}`],
           [connections.refresh, connections.refresh],
           twinRun,
