@@ -261,7 +261,7 @@ export function loadConfig(
     },
     // One per core: with one thread, signing stops whenever that thread loses its core to the
     // event loop; on two cores a second one measured ~20 % more refreshes/s (README, Performance).
-    signingThreads: env.SIGNING_THREADS ?? availableParallelism(),
+    signingThreads: env.SIGNING_THREADS ?? Math.min(64, availableParallelism()),
     redisUrl: env.REDIS_URL,
     rateLimits: { token: env.RATE_LIMIT_TOKEN, register: env.RATE_LIMIT_REGISTER, password: env.RATE_LIMIT_PASSWORD },
     loginThrottle: {

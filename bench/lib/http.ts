@@ -56,7 +56,8 @@ export async function login(baseUrl: string, user: BenchUser): Promise<Tokens> {
     } catch (error) {
       // A keep-alive connection the server closed while this process was busy (a synchronous
       // SQLite seed holds its event loop for seconds): fetch learns of the close only on reuse.
-      if (Date.now() < deadline) {
+      const code = (error as { cause?: { code?: string } }).cause?.code;
+      if ((code === 'UND_ERR_SOCKET' || code === 'ECONNRESET') && Date.now() < deadline) {
         await sleep(200);
         continue;
       }

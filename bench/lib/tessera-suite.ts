@@ -413,10 +413,11 @@ export async function benchDatabase(
     }
     for (const size of larger) {
       const twinDir = mkdtempSync(join(tmpdir(), `tessera-bench-${kind}-${size}-`));
-      const twinPostgres = postgres ? await createPostgresDatabase() : null;
-      const twinUrl = twinPostgres ? twinPostgres.url : `file:${join(twinDir, 'tessera.db')}`;
+      let twinPostgres: Awaited<ReturnType<typeof createPostgresDatabase>> | null = null;
       let twin: Tessera | undefined;
       try {
+        twinPostgres = postgres ? await createPostgresDatabase() : null;
+        const twinUrl = twinPostgres ? twinPostgres.url : `file:${join(twinDir, 'tessera.db')}`;
         log(`  a second tessera for ${size.toLocaleString('en-US')} stored sessions`);
         twin = await startTessera({
           root: context.root,
@@ -441,6 +442,7 @@ export async function benchDatabase(
           twinRun,
           (s) => refreshRun(s),
         );
+        // The smallest size's row: its runs in the first pairing (the only one with the default two sizes).
         if (scale.length === 0) scale.push({ sessions: smallSessions, seed: small.seed, refresh: pair.ceiling });
         scale.push({
           sessions: large.seed?.total ?? large.current,
@@ -449,10 +451,9 @@ export async function benchDatabase(
           ratioToSmallest: pair.ratio,
         });
       } finally {
-        await twin?.stop();
-        await twinPostgres
-          ?.drop()
-          .catch((error: unknown) => log(`  could not drop ${twinPostgres.name}: ${String(error)}`));
+        await twin?.stop().catch((error: unknown) => log(`  could not stop the second tessera: ${String(error)}`));
+        const database = twinPostgres;
+        await database?.drop().catch((error: unknown) => log(`  could not drop ${database.name}: ${String(error)}`));
         rmSync(twinDir, { recursive: true, force: true });
       }
     }
