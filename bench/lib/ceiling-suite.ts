@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { argon2Run } from './argon2-ceiling.js';
 import { baseEnv, type ChildServer, freePort, startChild } from './child.js';
-import { FORM, type Measurement, type RunResult, refreshChains, runLoad, summarize } from './load.js';
+import { type Measurement, type RunResult, runLoad, runRefreshChains, summarize } from './load.js';
 import { ARGON2 } from './tessera.js';
 import type { SuiteContext, TesseraSample } from './tessera-suite.js';
 
@@ -65,17 +65,11 @@ export async function startCeilings(context: SuiteContext, sample: TesseraSample
 
     const signRun = (server: ChildServer, seconds: number) => {
       // The same client work as tessera's refresh runs: each connection sends back the token it was given.
-      const chains = refreshChains(
-        Array.from({ length: connections.refresh }, () => randomBytes(52).toString('base64url')),
-      );
-      return runLoad({
+      return runRefreshChains({
         url: server.url,
-        path: '/oauth/token',
-        method: 'POST',
-        headers: FORM,
+        tokens: Array.from({ length: connections.refresh }, () => randomBytes(52).toString('base64url')),
         connections: connections.refresh,
         duration: seconds,
-        setupClient: chains.setupClient,
         servicePid: server.pid,
       });
     };

@@ -226,6 +226,27 @@ export function refreshChains(
   };
 }
 
+/**
+ * A refresh load: POST /oauth/token on `connections` connections, connection i
+ * keeping the chain that starts at tokens[i] (see {@link refreshChains}). The
+ * same client work for tessera and for its sign-only ceiling; the notes say how
+ * many chains broke (a refused token ends its chain).
+ */
+export async function runRefreshChains(
+  options: Omit<LoadOptions, 'path' | 'method' | 'headers' | 'body' | 'setupClient'> & { tokens: string[] },
+): Promise<RunResult & { notes?: Record<string, unknown> }> {
+  const { tokens, ...load } = options;
+  const chains = refreshChains(tokens);
+  const result = await runLoad({
+    ...load,
+    path: '/oauth/token',
+    method: 'POST',
+    headers: FORM,
+    setupClient: chains.setupClient,
+  });
+  return { ...result, ...(chains.broken() > 0 ? { notes: { brokenChains: chains.broken() } } : {}) };
+}
+
 /** Password-grant bodies, one user per connection (round-robin). */
 export function loginBodies(users: { username: string; password: string }[]): (client: autocannon.Client) => void {
   let next = 0;

@@ -10,8 +10,8 @@ import {
   loginBodies,
   type Measurement,
   type RunResult,
-  refreshChains,
   runLoad,
+  runRefreshChains,
   startLoad,
   summarize,
 } from './load.js';
@@ -283,21 +283,14 @@ export async function benchDatabase(
     const refreshRunOn =
       (target: { url: string; pid: number }, targetUsers: BenchUser[]) =>
       async (seconds: number, tokens?: string[]) => {
-        const chains = refreshChains(
-          tokens ?? (await freshRefreshTokens(target.url, targetUsers, connections.refresh)),
-        );
-        const result = await runLoad({
+        return runRefreshChains({
           ...base,
           url: target.url,
           servicePid: target.pid,
-          path: '/oauth/token',
-          method: 'POST',
-          headers: FORM,
+          tokens: tokens ?? (await freshRefreshTokens(target.url, targetUsers, connections.refresh)),
           connections: connections.refresh,
           duration: seconds,
-          setupClient: chains.setupClient,
         });
-        return { ...result, ...(chains.broken() > 0 ? { notes: { brokenChains: chains.broken() } } : {}) };
       };
     const refreshRun = refreshRunOn(live, users);
 
@@ -382,10 +375,9 @@ export async function benchDatabase(
     // The stored-session comparison is paired like the ceilings: the smallest size on this instance,
     // each larger one on a second instance with its own database, their runs alternating, so drift of
     // the machine over minutes weighs on both sides of each ratio.
-    const seedTo = async (size: number, databaseUrlOf: string, postgresUrl: string | null, seedUsers: BenchUser[]) => {
-      const current = postgresUrl
-        ? await countPostgresSessions(postgresUrl)
-        : countSqliteSessions(sqliteFile(databaseUrlOf));
+    // `url` is the instance's DATABASE_URL: a PostgreSQL URL on PostgreSQL runs, a SQLite file URL otherwise.
+    const seedTo = async (size: number, url: string, seedUsers: BenchUser[]) => {
+      const current = postgres ? await countPostgresSessions(url) : countSqliteSessions(sqliteFile(url));
       const missing = size - current;
       if (missing <= 0) return { seed: null, current };
       // Let requests still in flight from the last run finish: on SQLite the seeding transaction holds
@@ -393,9 +385,9 @@ export async function benchDatabase(
       await sleep(2000);
       log(`  seeding ${missing.toLocaleString('en-US')} sessions (to ${size.toLocaleString('en-US')})`);
       const userIds = seedUsers.map((user) => user.id);
-      const seed = postgresUrl
-        ? await seedPostgresSessions(postgresUrl, userIds, missing)
-        : seedSqliteSessions(sqliteFile(databaseUrlOf), userIds, missing);
+      const seed = postgres
+        ? await seedPostgresSessions(url, userIds, missing)
+        : seedSqliteSessions(sqliteFile(url), userIds, missing);
       seed.seconds = round(seed.seconds, 2);
       seed.sizeMiB = round(seed.sizeMiB, 1);
       log(`    ${seed.seconds} s; ${seed.total.toLocaleString('en-US')} rows, database ${seed.sizeMiB} MiB`);
@@ -404,7 +396,7 @@ export async function benchDatabase(
     const [smallest, ...larger] = options.sessionSizes;
     if (smallest === undefined) throw new Error('no stored-session sizes');
     const scale: ScalePoint[] = [];
-    const small = await seedTo(smallest, databaseUrl, postgres?.url ?? null, users);
+    const small = await seedTo(smallest, databaseUrl, users);
     const smallSessions = small.seed?.total ?? small.current;
     if (larger.length === 0) {
       log(`  refresh with ${smallest.toLocaleString('en-US')} stored sessions`);
@@ -429,7 +421,7 @@ export async function benchDatabase(
           hashThreadIdle: options.hashThreadIdle,
         });
         const twinUsers = await registerUsers(twin.url, options.users);
-        const large = await seedTo(size, twinUrl, twinPostgres?.url ?? null, twinUsers);
+        const large = await seedTo(size, twinUrl, twinUsers);
         const twinRun = refreshRunOn(twin, twinUsers);
         log(
           `  refresh with ${size.toLocaleString('en-US')} stored sessions, paired with ${smallest.toLocaleString('en-US')}`,
