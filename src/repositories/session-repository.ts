@@ -1,7 +1,7 @@
 import type { PrismaClient } from '../db/database.js';
 import type { SqlDriver } from '../db/sql-driver.js';
 import { inSpan } from '../telemetry/tracing.js';
-import { toUserRecord, type UserRecord } from './user-repository.js';
+import { rolesOf, type UserRecord } from './user-repository.js';
 
 /** A stored session (refresh-token family). */
 export interface SessionRecord {
@@ -20,13 +20,20 @@ export interface SessionRecord {
   ipAddress: string | null;
 }
 
+/** What a refresh decides on: the session's state, without its descriptive columns. */
+export type SessionState = Pick<
+  SessionRecord,
+  'id' | 'userId' | 'secret' | 'generation' | 'lastRotatedAt' | 'refreshExpiresAt' | 'expiresAt' | 'revokedAt'
+>;
+
+/** What an access token says about its user, and whether the user may still have one. */
+export type TokenSubject = Pick<UserRecord, 'id' | 'username' | 'roles' | 'disabledAt'>;
+
 /** A row of {@link SessionRepository.findWithUser}'s query. */
-type SessionWithUserRow = Omit<SessionRecord, 'generation'> & {
+type SessionWithUserRow = Omit<SessionState, 'generation'> & {
   generation: number | bigint;
   username: string;
-  passwordHash: string;
   roles: string;
-  userCreatedAt: Date;
   userDisabledAt: Date | null;
 };
 
@@ -77,20 +84,19 @@ export class SessionRepository {
   }
 
   /**
-   * The session and its user in one query (a refresh needs both). Straight
-   * through the driver (see src/db/sql-driver.ts): this runs on every refresh.
+   * The session's state and its user in one query (a refresh needs both), and
+   * only the columns a refresh reads: every column is work for the driver on
+   * every refresh, and the password hash has no business being read there.
+   * Straight through the driver (see src/db/sql-driver.ts).
    */
-  async findWithUser(id: string): Promise<(SessionRecord & { user: UserRecord }) | null> {
+  async findWithUser(id: string): Promise<(SessionState & { user: TokenSubject }) | null> {
     // Driver statements bypass the model-query spans of src/db/database.ts: name this one here.
     const rows = await inSpan('db.Session.findWithUser', { 'db.operation': 'findWithUser' }, () =>
       this.sql.query<SessionWithUserRow>(
         `SELECT s.id AS "id", s.user_id AS "userId", s.secret AS "secret", s.generation AS "generation",
-                s.created_at AS "createdAt", s.last_rotated_at AS "lastRotatedAt",
-                s.refresh_expires_at AS "refreshExpiresAt", s.expires_at AS "expiresAt",
-                s.revoked_at AS "revokedAt", s.revoked_reason AS "revokedReason",
-                s.user_agent AS "userAgent", s.ip_address AS "ipAddress",
-                u.username AS "username", u.password_hash AS "passwordHash", u.roles AS "roles",
-                u.created_at AS "userCreatedAt", u.disabled_at AS "userDisabledAt"
+                s.last_rotated_at AS "lastRotatedAt", s.refresh_expires_at AS "refreshExpiresAt",
+                s.expires_at AS "expiresAt", s.revoked_at AS "revokedAt",
+                u.username AS "username", u.roles AS "roles", u.disabled_at AS "userDisabledAt"
            FROM sessions s JOIN users u ON u.id = s.user_id
           WHERE s.id = $1`,
         [id],
@@ -98,19 +104,22 @@ export class SessionRepository {
     );
     const row = rows[0];
     if (!row) return null;
-    const { username, passwordHash, roles, userCreatedAt, userDisabledAt, ...session } = row;
     return {
-      ...session,
+      id: row.id,
+      userId: row.userId,
+      secret: row.secret,
       // Integers may come back as bigint from some drivers.
-      generation: Number(session.generation),
-      user: toUserRecord({
-        id: session.userId,
-        username,
-        passwordHash,
-        roles,
-        createdAt: userCreatedAt,
-        disabledAt: userDisabledAt,
-      }),
+      generation: Number(row.generation),
+      lastRotatedAt: row.lastRotatedAt,
+      refreshExpiresAt: row.refreshExpiresAt,
+      expiresAt: row.expiresAt,
+      revokedAt: row.revokedAt,
+      user: {
+        id: row.userId,
+        username: row.username,
+        roles: rolesOf(row.roles),
+        disabledAt: row.userDisabledAt,
+      },
     };
   }
 

@@ -26,10 +26,15 @@ export function toUserRecord(row: UserRow): UserRecord {
     id: row.id,
     username: row.username,
     passwordHash: row.passwordHash,
-    roles: row.roles.split(' ').filter(Boolean),
+    roles: rolesOf(row.roles),
     createdAt: row.createdAt,
     disabledAt: row.disabledAt,
   };
+}
+
+/** Roles as stored: space-separated. */
+export function rolesOf(stored: string): string[] {
+  return stored.split(' ').filter(Boolean);
 }
 
 /** Prisma's code for a unique-constraint violation. */

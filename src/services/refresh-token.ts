@@ -26,9 +26,16 @@ export interface RefreshTokenParts {
  * successor of a rotated token can be handed out again within the reuse grace
  * window without ever having been stored (RFC 9700 §4.14.2).
  */
-export function deriveRefreshToken(secret: Buffer, sessionId: string, generation: number): string {
+export function deriveRefreshToken(secret: Buffer, sessionId: string, generation: number): DerivedRefreshToken {
   const prefix = tokenPrefix(sessionId, generation);
-  return Buffer.concat([prefix, mac(secret, prefix)]).toString('base64url');
+  const tokenMac = mac(secret, prefix);
+  return { token: Buffer.concat([prefix, tokenMac]).toString('base64url'), mac: tokenMac };
+}
+
+/** A refresh token and its MAC (which a later {@link refreshTokenMatches} can be given instead of recomputing it). */
+export interface DerivedRefreshToken {
+  token: string;
+  mac: Buffer;
 }
 
 /** Splits a presented token; null when it cannot be one of ours. */
@@ -47,9 +54,13 @@ export function parseRefreshToken(token: string): RefreshTokenParts | null {
   };
 }
 
-/** Constant-time check that `parts` was derived from `secret`. */
-export function refreshTokenMatches(secret: Buffer, parts: RefreshTokenParts): boolean {
-  return timingSafeEqual(mac(secret, parts.prefix), parts.mac);
+/**
+ * Constant-time check that `parts` was derived from `secret`. `knownMac` is
+ * the MAC this process derived earlier for the same session and generation,
+ * if it kept it: compared instead of computing the HMAC again.
+ */
+export function refreshTokenMatches(secret: Buffer, parts: RefreshTokenParts, knownMac?: Buffer): boolean {
+  return timingSafeEqual(knownMac ?? mac(secret, parts.prefix), parts.mac);
 }
 
 function tokenPrefix(sessionId: string, generation: number): Buffer {

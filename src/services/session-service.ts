@@ -1,8 +1,12 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import type { SecretBox } from '../crypto/secret-box.js';
-import type { SessionRecord, SessionRepository } from '../repositories/session-repository.js';
-import type { UserRecord } from '../repositories/user-repository.js';
-import { deriveRefreshToken, parseRefreshToken, refreshTokenMatches } from './refresh-token.js';
+import type {
+  SessionRecord,
+  SessionRepository,
+  SessionState,
+  TokenSubject,
+} from '../repositories/session-repository.js';
+import { deriveRefreshToken, parseRefreshToken, type RefreshTokenParts, refreshTokenMatches } from './refresh-token.js';
 
 /** Lifetimes that govern sessions, in seconds. */
 export interface SessionPolicy {
@@ -16,7 +20,7 @@ export type RefreshFailure = 'invalid' | 'revoked' | 'expired' | 'reused';
 
 export type RefreshOutcome =
   /** `user` is the session's owner as read with the session (the caller checks it is not disabled). */
-  | { ok: true; userId: string; user: UserRecord; sessionId: string; refreshToken: string }
+  | { ok: true; userId: string; user: TokenSubject; sessionId: string; refreshToken: string }
   | { ok: false; reason: RefreshFailure; sessionId?: string; userId?: string };
 
 /** Whether a verified access token is still good (see {@link SessionService.accessTokenStatus}). */
@@ -30,6 +34,23 @@ export interface RefreshTokenInfo {
   expiresAt: Date;
 }
 
+/**
+ * How many opened session secrets {@link SessionService} keeps (~0.5 KiB
+ * each). A refresh that finds its session's secret here skips the AES-256-GCM
+ * open of the sealed value (the largest CPU cost of a refresh after the
+ * signature, the database and HTTP).
+ */
+export const SESSION_SECRET_CACHE_SIZE = 10_000;
+
+/** A session's opened secret, with the MAC of the newest token derived from it here (if any). */
+interface OpenedSecret {
+  sealed: string;
+  secret: Buffer;
+  /** The generation `mac` belongs to; -1 with no MAC kept. */
+  generation: number;
+  mac: Buffer | null;
+}
+
 /** Metadata recorded with a session so users can recognise it in their session list. */
 export interface SessionMetadata {
   userAgent: string | null;
@@ -41,6 +62,15 @@ export interface SessionMetadata {
  * detection (RFC 9700 §4.14.2), list and revoke.
  */
 export class SessionService {
+  /**
+   * Opened secrets by session id, least recently used first, each with the
+   * sealed text it was opened from. A hit needs the row's sealed text to be
+   * that same text, so a secret re-wrapped or altered in the database is
+   * opened (and checked) again; the plaintext never leaves this process, which
+   * holds the key-encryption secret that opens every sealed value anyway.
+   */
+  readonly #openedSecrets = new Map<string, OpenedSecret>();
+
   constructor(
     private readonly sessions: SessionRepository,
     private readonly box: SecretBox,
@@ -54,10 +84,11 @@ export class SessionService {
     const sessionId = randomUUID();
     const secret = randomBytes(32);
     const expiresAt = new Date(now + this.policy.sessionMaxAge * 1000);
+    const sealed = this.box.seal(secret, 'session-secret', sessionId);
     await this.sessions.create({
       id: sessionId,
       userId,
-      secret: this.box.seal(secret, 'session-secret', sessionId),
+      secret: sealed,
       generation: 0,
       createdAt: new Date(now),
       lastRotatedAt: new Date(now),
@@ -66,7 +97,9 @@ export class SessionService {
       userAgent: metadata.userAgent?.slice(0, 512) ?? null,
       ipAddress: metadata.ipAddress,
     });
-    return { sessionId, refreshToken: deriveRefreshToken(secret, sessionId, 0) };
+    const first = deriveRefreshToken(secret, sessionId, 0);
+    this.#remember(sessionId, { sealed, secret, generation: 0, mac: first.mac });
+    return { sessionId, refreshToken: first.token };
   }
 
   /**
@@ -80,10 +113,10 @@ export class SessionService {
     if (!parts) return { ok: false, reason: 'invalid' };
     const first = await this.sessions.findWithUser(parts.sessionId);
     const secret = first && this.#openSecret(first);
-    if (!first || !secret || !refreshTokenMatches(secret, parts)) return { ok: false, reason: 'invalid' };
+    if (!first || !secret || !this.#matches(first.id, secret, parts)) return { ok: false, reason: 'invalid' };
     // A session never changes owner: the user read now serves every pass below.
     const { user } = first;
-    let session: SessionRecord | null = first;
+    let session: SessionState | null = first;
 
     for (;;) {
       const now = this.now();
@@ -123,7 +156,7 @@ export class SessionService {
     if (!parts) return null;
     const session = await this.sessions.findById(parts.sessionId);
     const secret = session && this.#openSecret(session);
-    if (!session || !secret || !refreshTokenMatches(secret, parts)) return null;
+    if (!session || !secret || !this.#matches(session.id, secret, parts)) return null;
     const ended = await this.sessions.revoke(session.id, 'logout', new Date(this.now()));
     return ended ? { sessionId: session.id, userId: session.userId } : null;
   }
@@ -163,7 +196,7 @@ export class SessionService {
     if (!parts) return null;
     const session = await this.sessions.findById(parts.sessionId);
     const secret = session && this.#openSecret(session);
-    if (!session || !secret || !refreshTokenMatches(secret, parts)) return null;
+    if (!session || !secret || !this.#matches(session.id, secret, parts)) return null;
     const now = this.now();
     if (session.revokedAt || parts.generation !== session.generation) return null;
     if (now >= session.expiresAt.getTime() || now >= session.refreshExpiresAt.getTime()) return null;
@@ -182,25 +215,52 @@ export class SessionService {
     return this.sessions.revokeAllForUser(userId, 'logout_all', new Date(this.now()));
   }
 
-  #success(session: SessionRecord, user: UserRecord, secret: Buffer, generation: number): RefreshOutcome {
-    return {
-      ok: true,
-      userId: session.userId,
-      user,
-      sessionId: session.id,
-      refreshToken: deriveRefreshToken(secret, session.id, generation),
-    };
+  #success(session: SessionState, user: TokenSubject, secret: Buffer, generation: number): RefreshOutcome {
+    const next = deriveRefreshToken(secret, session.id, generation);
+    // The next refresh presents this token: its MAC is then compared, not computed again.
+    const opened = this.#openedSecrets.get(session.id);
+    if (opened && opened.sealed === session.secret && generation >= opened.generation) {
+      opened.generation = generation;
+      opened.mac = next.mac;
+    }
+    return { ok: true, userId: session.userId, user, sessionId: session.id, refreshToken: next.token };
   }
 
   #idleExpiry(now: number, sessionExpiresAt: Date): Date {
     return new Date(Math.min(now + this.policy.refreshTokenTtl * 1000, sessionExpiresAt.getTime()));
   }
 
-  #openSecret(session: SessionRecord): Buffer | null {
+  #openSecret(session: Pick<SessionState, 'id' | 'secret'>): Buffer | null {
+    const cached = this.#openedSecrets.get(session.id);
+    if (cached && cached.sealed === session.secret) {
+      // Most recently used goes last.
+      this.#openedSecrets.delete(session.id);
+      this.#openedSecrets.set(session.id, cached);
+      return cached.secret;
+    }
+    let secret: Buffer;
     try {
-      return this.box.open(session.secret, 'session-secret', session.id);
+      secret = this.box.open(session.secret, 'session-secret', session.id);
     } catch {
       return null;
+    }
+    this.#remember(session.id, { sealed: session.secret, secret, generation: -1, mac: null });
+    return secret;
+  }
+
+  /** Whether `parts` is a token of this session's secret (after {@link #openSecret} gave `secret`). */
+  #matches(sessionId: string, secret: Buffer, parts: RefreshTokenParts): boolean {
+    const opened = this.#openedSecrets.get(sessionId);
+    const known = opened?.secret === secret && opened.generation === parts.generation ? opened.mac : null;
+    return refreshTokenMatches(secret, parts, known ?? undefined);
+  }
+
+  #remember(sessionId: string, opened: OpenedSecret): void {
+    this.#openedSecrets.delete(sessionId);
+    this.#openedSecrets.set(sessionId, opened);
+    if (this.#openedSecrets.size > SESSION_SECRET_CACHE_SIZE) {
+      const oldest = this.#openedSecrets.keys().next();
+      if (!oldest.done) this.#openedSecrets.delete(oldest.value);
     }
   }
 }

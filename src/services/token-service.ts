@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { OAuthError, ProblemError } from '../errors.js';
 import type { KeyStore } from '../keys/key-store.js';
-import type { UserRecord } from '../repositories/user-repository.js';
+import type { TokenSubject } from '../repositories/session-repository.js';
 import type { AuditContext, AuditLog } from './audit-log.js';
 import type { LoginThrottle } from './login-throttle.js';
 import type { SessionMetadata, SessionService } from './session-service.js';
@@ -103,7 +103,7 @@ export class TokenService {
    * Issues an RFC 9068 access token for a user's session. `iat` is never ahead
    * of this server's clock; verifiers allow for their own skew.
    */
-  async issueAccessToken(user: UserRecord, sessionId: string): Promise<string> {
+  async issueAccessToken(user: TokenSubject, sessionId: string): Promise<string> {
     const iat = Math.floor(this.now() / 1000);
     return this.keys.signAccessToken({
       iss: this.policy.issuer,
@@ -119,7 +119,7 @@ export class TokenService {
     });
   }
 
-  async #respond(user: UserRecord, sessionId: string, refreshToken: string): Promise<TokenResponse> {
+  async #respond(user: TokenSubject, sessionId: string, refreshToken: string): Promise<TokenResponse> {
     return {
       access_token: await this.issueAccessToken(user, sessionId),
       token_type: 'Bearer',

@@ -78,13 +78,14 @@ for (const provider of testProviders()) {
       const found = await sessions.findWithUser(session.id);
       assert.ok(found);
       assert.equal(found.generation, 0);
-      assert.equal(found.createdAt.toISOString(), session.createdAt.toISOString());
+      assert.equal(found.lastRotatedAt.toISOString(), session.lastRotatedAt.toISOString());
       assert.equal(found.refreshExpiresAt.toISOString(), session.refreshExpiresAt.toISOString());
       assert.equal(found.expiresAt.toISOString(), session.expiresAt.toISOString());
       assert.equal(found.revokedAt, null);
       assert.equal(found.secret, 'sealed-secret');
       assert.equal(found.user.id, userId);
       assert.deepEqual(found.user.roles, ['admin']);
+      assert.equal('passwordHash' in found.user, false, 'a refresh never reads the password hash');
       assert.equal(await sessions.findWithUser(randomUUID()), null);
     });
 

@@ -190,6 +190,28 @@ for (const provider of testProviders()) {
       assert.equal((await token({ grant_type: 'refresh_token', refresh_token: good })).statusCode, 200);
     });
 
+    it('refuses a refresh once the session secret stored in the database was altered, even right after it worked', async () => {
+      const login = (await token({ grant_type: 'password', username: 'dana', password: 'dana password 1' })).json();
+      const first = await token({ grant_type: 'refresh_token', refresh_token: login.refresh_token });
+      assert.equal(first.statusCode, 200);
+      const sessionId = decodeJwt(first.json().access_token).sid as string;
+      const stored = await t.app.db.prisma.session.findUniqueOrThrow({ where: { id: sessionId } });
+      // One character of the AES-GCM ciphertext changed: the sealed value no longer opens.
+      const last = stored.secret.at(-1) === 'A' ? 'B' : 'A';
+      await t.app.db.prisma.session.update({
+        where: { id: sessionId },
+        data: { secret: `${stored.secret.slice(0, -1)}${last}` },
+      });
+      const res = await token({ grant_type: 'refresh_token', refresh_token: first.json().refresh_token });
+      assert.equal(res.statusCode, 400);
+      assert.equal(res.json().error, 'invalid_grant');
+      await t.app.db.prisma.session.update({ where: { id: sessionId }, data: { secret: stored.secret } });
+      assert.equal(
+        (await token({ grant_type: 'refresh_token', refresh_token: first.json().refresh_token })).statusCode,
+        200,
+      );
+    });
+
     it('a disabled user can neither log in nor refresh', async () => {
       const user = await registerAndLogin(t.app, 'erin');
       assert.ok(await t.app.services.users.disable('erin'));
