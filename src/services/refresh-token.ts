@@ -29,13 +29,19 @@ export interface RefreshTokenParts {
 export function deriveRefreshToken(secret: Buffer, sessionId: string, generation: number): DerivedRefreshToken {
   const prefix = tokenPrefix(sessionId, generation);
   const tokenMac = mac(secret, prefix);
-  return { token: Buffer.concat([prefix, tokenMac]).toString('base64url'), mac: tokenMac };
+  return { token: Buffer.concat([prefix, tokenMac]).toString('base64url'), known: { prefix, mac: tokenMac } };
 }
 
-/** A refresh token and its MAC (which a later {@link refreshTokenMatches} can be given instead of recomputing it). */
+/** The MAC of a token this process derived, with the session id and generation bytes it covers. */
+export interface KnownMac {
+  prefix: Buffer;
+  mac: Buffer;
+}
+
+/** A refresh token and its {@link KnownMac} (which a later {@link refreshTokenMatches} can use instead of recomputing it). */
 export interface DerivedRefreshToken {
   token: string;
-  mac: Buffer;
+  known: KnownMac;
 }
 
 /** Splits a presented token; null when it cannot be one of ours. */
@@ -55,12 +61,14 @@ export function parseRefreshToken(token: string): RefreshTokenParts | null {
 }
 
 /**
- * Constant-time check that `parts` was derived from `secret`. `knownMac` is
- * the MAC this process derived earlier for the same session and generation,
- * if it kept it: compared instead of computing the HMAC again.
+ * Constant-time check that `parts` was derived from `secret`. `known` is a
+ * MAC this process derived earlier from the same secret, if it kept one: when
+ * it covers the same session id and generation as `parts`, it is compared
+ * instead of computing the HMAC again.
  */
-export function refreshTokenMatches(secret: Buffer, parts: RefreshTokenParts, knownMac?: Buffer): boolean {
-  return timingSafeEqual(knownMac ?? mac(secret, parts.prefix), parts.mac);
+export function refreshTokenMatches(secret: Buffer, parts: RefreshTokenParts, known?: KnownMac | null): boolean {
+  const expected = known?.prefix.equals(parts.prefix) ? known.mac : mac(secret, parts.prefix);
+  return timingSafeEqual(expected, parts.mac);
 }
 
 function tokenPrefix(sessionId: string, generation: number): Buffer {

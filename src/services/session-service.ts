@@ -6,7 +6,13 @@ import type {
   SessionState,
   TokenSubject,
 } from '../repositories/session-repository.js';
-import { deriveRefreshToken, parseRefreshToken, type RefreshTokenParts, refreshTokenMatches } from './refresh-token.js';
+import {
+  deriveRefreshToken,
+  type KnownMac,
+  parseRefreshToken,
+  type RefreshTokenParts,
+  refreshTokenMatches,
+} from './refresh-token.js';
 
 /** Lifetimes that govern sessions, in seconds. */
 export interface SessionPolicy {
@@ -44,11 +50,12 @@ export const SESSION_SECRET_CACHE_SIZE = 10_000;
 
 /** A session's opened secret, with the MAC of the newest token derived from it here (if any). */
 interface OpenedSecret {
+  userId: string;
   sealed: string;
   secret: Buffer;
-  /** The generation `mac` belongs to; -1 with no MAC kept. */
+  /** The generation `known` belongs to; -1 with no MAC kept. */
   generation: number;
-  mac: Buffer | null;
+  known: KnownMac | null;
 }
 
 /** Metadata recorded with a session so users can recognise it in their session list. */
@@ -68,6 +75,9 @@ export class SessionService {
    * that same text, so a secret re-wrapped or altered in the database is
    * opened (and checked) again; the plaintext never leaves this process, which
    * holds the key-encryption secret that opens every sealed value anyway.
+   * Revoking through this service drops the entry; a session ended elsewhere
+   * (another instance, a password change, a disabled user) keeps it until it
+   * is evicted, and its row's `revoked_at` is what refuses it.
    */
   readonly #openedSecrets = new Map<string, OpenedSecret>();
 
@@ -76,6 +86,8 @@ export class SessionService {
     private readonly box: SecretBox,
     private readonly policy: SessionPolicy,
     private readonly now: () => number,
+    /** How many opened secrets to keep (tests use a small one to reach eviction). */
+    private readonly secretCacheSize = SESSION_SECRET_CACHE_SIZE,
   ) {}
 
   /** Opens a session for a user who just proved their credentials; returns its first refresh token. */
@@ -98,7 +110,7 @@ export class SessionService {
       ipAddress: metadata.ipAddress,
     });
     const first = deriveRefreshToken(secret, sessionId, 0);
-    this.#remember(sessionId, { sealed, secret, generation: 0, mac: first.mac });
+    this.#remember(sessionId, { userId, sealed, secret, generation: 0, known: first.known });
     return { sessionId, refreshToken: first.token };
   }
 
@@ -144,6 +156,7 @@ export class SessionService {
       }
       if (parts.generation < session.generation) {
         await this.sessions.revoke(session.id, 'refresh_token_reuse', new Date(now));
+        this.#openedSecrets.delete(session.id);
         return { ok: false, reason: 'reused', sessionId: session.id, userId: session.userId };
       }
       return { ok: false, reason: 'invalid' };
@@ -158,6 +171,7 @@ export class SessionService {
     const secret = session && this.#openSecret(session);
     if (!session || !secret || !this.#matches(session.id, secret, parts)) return null;
     const ended = await this.sessions.revoke(session.id, 'logout', new Date(this.now()));
+    this.#openedSecrets.delete(session.id);
     return ended ? { sessionId: session.id, userId: session.userId } : null;
   }
 
@@ -207,21 +221,29 @@ export class SessionService {
     return this.sessions.listActiveForUser(userId, new Date(this.now()));
   }
 
-  revoke(userId: string, sessionId: string): Promise<boolean> {
-    return this.sessions.revoke(sessionId, 'revoked_by_user', new Date(this.now()), userId);
+  async revoke(userId: string, sessionId: string): Promise<boolean> {
+    const ended = await this.sessions.revoke(sessionId, 'revoked_by_user', new Date(this.now()), userId);
+    // Only the owner's revoke may drop the entry (another user's attempt changes nothing).
+    if (ended) this.#openedSecrets.delete(sessionId);
+    return ended;
   }
 
-  revokeAll(userId: string): Promise<number> {
-    return this.sessions.revokeAllForUser(userId, 'logout_all', new Date(this.now()));
+  async revokeAll(userId: string): Promise<number> {
+    const ended = await this.sessions.revokeAllForUser(userId, 'logout_all', new Date(this.now()));
+    // A revoked session's secret is never needed again: keep no plaintext of it.
+    for (const [sessionId, opened] of this.#openedSecrets) {
+      if (opened.userId === userId) this.#openedSecrets.delete(sessionId);
+    }
+    return ended;
   }
 
   #success(session: SessionState, user: TokenSubject, secret: Buffer, generation: number): RefreshOutcome {
     const next = deriveRefreshToken(secret, session.id, generation);
     // The next refresh presents this token: its MAC is then compared, not computed again.
     const opened = this.#openedSecrets.get(session.id);
-    if (opened && opened.sealed === session.secret && generation >= opened.generation) {
+    if (opened && opened.sealed === session.secret && opened.secret === secret && generation >= opened.generation) {
       opened.generation = generation;
-      opened.mac = next.mac;
+      opened.known = next.known;
     }
     return { ok: true, userId: session.userId, user, sessionId: session.id, refreshToken: next.token };
   }
@@ -230,7 +252,7 @@ export class SessionService {
     return new Date(Math.min(now + this.policy.refreshTokenTtl * 1000, sessionExpiresAt.getTime()));
   }
 
-  #openSecret(session: Pick<SessionState, 'id' | 'secret'>): Buffer | null {
+  #openSecret(session: Pick<SessionState, 'id' | 'userId' | 'secret'>): Buffer | null {
     const cached = this.#openedSecrets.get(session.id);
     if (cached && cached.sealed === session.secret) {
       // Most recently used goes last.
@@ -244,21 +266,20 @@ export class SessionService {
     } catch {
       return null;
     }
-    this.#remember(session.id, { sealed: session.secret, secret, generation: -1, mac: null });
+    this.#remember(session.id, { userId: session.userId, sealed: session.secret, secret, generation: -1, known: null });
     return secret;
   }
 
   /** Whether `parts` is a token of this session's secret (after {@link #openSecret} gave `secret`). */
   #matches(sessionId: string, secret: Buffer, parts: RefreshTokenParts): boolean {
     const opened = this.#openedSecrets.get(sessionId);
-    const known = opened?.secret === secret && opened.generation === parts.generation ? opened.mac : null;
-    return refreshTokenMatches(secret, parts, known ?? undefined);
+    return refreshTokenMatches(secret, parts, opened?.secret === secret ? opened.known : null);
   }
 
   #remember(sessionId: string, opened: OpenedSecret): void {
     this.#openedSecrets.delete(sessionId);
     this.#openedSecrets.set(sessionId, opened);
-    if (this.#openedSecrets.size > SESSION_SECRET_CACHE_SIZE) {
+    if (this.#openedSecrets.size > this.secretCacheSize) {
       const oldest = this.#openedSecrets.keys().next();
       if (!oldest.done) this.#openedSecrets.delete(oldest.value);
     }
