@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import { OAuthError, ProblemError } from '../errors.js';
 import type { KeyStore } from '../keys/key-store.js';
 import type { TokenSubject } from '../repositories/session-repository.js';
@@ -71,9 +72,17 @@ export class TokenService {
       await this.audit.record({ type: 'login_failed', ...context });
       throw new OAuthError('invalid_grant', 'the username or password is wrong');
     }
+    // The hash is done; what follows runs on the event loop. On SQLite every
+    // statement is synchronous, so without these turns a login would hold the
+    // event loop from here to its signature in one piece (several ms with cold
+    // caches during a flood), and every JWKS fetch or refresh arriving meanwhile
+    // would wait for all of it.
+    await nextTurn();
     await this.throttle.recordSuccess(throttleKey, ip);
     const { sessionId, refreshToken } = await this.sessions.start(user.id, metadata);
+    await nextTurn();
     await this.audit.record({ type: 'login_succeeded', userId: user.id, sessionId, ...context });
+    await nextTurn();
     return this.#respond(user, sessionId, refreshToken);
   }
 
