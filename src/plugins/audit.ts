@@ -22,7 +22,7 @@ export function auditContext(request: FastifyRequest): AuditContext {
 /** Provides the audit trail to the services, the key store and the routes. */
 export default fp(
   async function audit(app: FastifyInstance, options: { now: () => number }) {
-    app.decorate('audit', new AuditLog(new AuditRepository(app.db.prisma), app.log, options.now));
+    app.decorate('audit', new AuditLog(new AuditRepository(app.db.prisma, app.db.sql), app.log, options.now));
   },
   { name: 'audit', dependencies: ['database'] },
 );

@@ -20,7 +20,7 @@ export default fp(
     const { config } = options;
     const instance = new Pruner(
       app.db.prisma,
-      new AuditRepository(app.db.prisma),
+      new AuditRepository(app.db.prisma, app.db.sql),
       {
         endedSessions: config.accessTokenTtl + config.clockLeeway + 3600,
         auditEvents: config.auditRetentionDays * 24 * 3600,

@@ -36,7 +36,7 @@ export default fp(
   async function services(app: FastifyInstance, options: { config: Config; now: () => number }) {
     const { config, now } = options;
     const hasher = new PasswordHasher(config.argon2, config.hashing);
-    const users = new UserService(new UserRepository(app.db.prisma), hasher, now);
+    const users = new UserService(new UserRepository(app.db.prisma, app.db.sql), hasher, now);
     const sessions = new SessionService(
       new SessionRepository(app.db.prisma, app.db.sql),
       SecretBox.fromConfig(config),

@@ -1,4 +1,6 @@
 import type { PrismaClient } from '../db/database.js';
+import type { SqlDriver } from '../db/sql-driver.js';
+import { inSpan } from '../telemetry/tracing.js';
 
 /** A stored audit event. */
 export interface AuditRecord {
@@ -15,10 +17,30 @@ export interface AuditRecord {
 
 /** The audit_events table. */
 export class AuditRepository {
-  constructor(private readonly prisma: PrismaClient) {}
+  constructor(
+    private readonly prisma: PrismaClient,
+    private readonly sql: SqlDriver,
+  ) {}
 
+  /** Straight through the driver (see src/db/sql-driver.ts): every login writes one. */
   async insert(event: AuditRecord): Promise<void> {
-    await this.prisma.auditEvent.create({ data: event });
+    await inSpan('db.AuditEvent.insert', { 'db.operation': 'insert' }, () =>
+      this.sql.execute(
+        `INSERT INTO audit_events (id, type, user_id, session_id, ip_address, user_agent, request_id, details, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+        [
+          event.id,
+          event.type,
+          event.userId,
+          event.sessionId,
+          event.ipAddress,
+          event.userAgent,
+          event.requestId,
+          event.details,
+          event.createdAt,
+        ],
+      ),
+    );
   }
 
   /** A user's events, newest first, before `before` (for paging). */

@@ -75,8 +75,27 @@ export class SessionRepository {
     private readonly sql: SqlDriver,
   ) {}
 
+  /** Straight through the driver (see src/db/sql-driver.ts): every login opens one. */
   async create(session: Omit<SessionRecord, 'revokedAt' | 'revokedReason'>): Promise<void> {
-    await this.prisma.session.create({ data: session });
+    await inSpan('db.Session.create', { 'db.operation': 'create' }, () =>
+      this.sql.execute(
+        `INSERT INTO sessions (id, user_id, secret, generation, created_at, last_rotated_at, refresh_expires_at,
+                               expires_at, user_agent, ip_address)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
+        [
+          session.id,
+          session.userId,
+          session.secret,
+          session.generation,
+          session.createdAt,
+          session.lastRotatedAt,
+          session.refreshExpiresAt,
+          session.expiresAt,
+          session.userAgent,
+          session.ipAddress,
+        ],
+      ),
+    );
   }
 
   async findById(id: string): Promise<SessionRecord | null> {

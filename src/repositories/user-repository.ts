@@ -1,4 +1,6 @@
 import type { PrismaClient } from '../db/database.js';
+import type { SqlDriver } from '../db/sql-driver.js';
+import { inSpan } from '../telemetry/tracing.js';
 import { markTokensRevoked } from './session-repository.js';
 
 /** A stored user, as the services see it. */
@@ -44,7 +46,10 @@ function isUniqueViolation(error: unknown): boolean {
 
 /** Users table access. Usernames are looked up by their canonical key. */
 export class UserRepository {
-  constructor(private readonly prisma: PrismaClient) {}
+  constructor(
+    private readonly prisma: PrismaClient,
+    private readonly sql: SqlDriver,
+  ) {}
 
   /** Inserts a user; returns null when the username key is already taken. */
   async create(user: {
@@ -63,8 +68,18 @@ export class UserRepository {
     }
   }
 
+  /** Straight through the driver (see src/db/sql-driver.ts): every login looks its user up. */
   async findByUsernameKey(usernameKey: string): Promise<UserRecord | null> {
-    const row = await this.prisma.user.findUnique({ where: { usernameKey } });
+    const rows = await inSpan('db.User.findByUsernameKey', { 'db.operation': 'findByUsernameKey' }, () =>
+      this.sql.query<UserRow>(
+        `SELECT id AS "id", username AS "username", password_hash AS "passwordHash", roles AS "roles",
+                created_at AS "createdAt", disabled_at AS "disabledAt"
+           FROM users
+          WHERE username_key = $1`,
+        [usernameKey],
+      ),
+    );
+    const row = rows[0];
     return row ? toUserRecord(row) : null;
   }
 

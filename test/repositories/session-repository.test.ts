@@ -2,15 +2,17 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
+import { AuditRepository } from '../../src/repositories/audit-repository.js';
 import { SessionRepository } from '../../src/repositories/session-repository.js';
+import { UserRepository } from '../../src/repositories/user-repository.js';
 import { startTestApp, type TestApp } from '../helpers/app.js';
 import { createTestDatabase, TEST_POSTGRES_URL, type TestDatabase, testProviders } from '../helpers/databases.js';
 
-// The refresh path's statements run straight through the driver
+// The refresh and login paths' statements run straight through the driver
 // (src/db/sql-driver.ts); rows they read and write must be exactly the rows
 // the Prisma client reads and writes, on both databases, in any time zone.
 for (const provider of testProviders()) {
-  describe(`session repository driver statements (${provider})`, () => {
+  describe(`repository driver statements (${provider})`, () => {
     let t: TestApp;
     let sessions: SessionRepository;
     let userId: string;
@@ -74,7 +76,7 @@ for (const provider of testProviders()) {
 
     it('reads a session written by Prisma with its user, to the millisecond', async () => {
       const session = newSession();
-      await sessions.create(session);
+      await t.app.db.prisma.session.create({ data: session });
       const found = await sessions.findWithUser(session.id);
       assert.ok(found);
       assert.equal(found.generation, 0);
@@ -87,6 +89,66 @@ for (const provider of testProviders()) {
       assert.deepEqual(found.user.roles, ['admin']);
       assert.equal('passwordHash' in found.user, false, 'a refresh never reads the password hash');
       assert.equal(await sessions.findWithUser(randomUUID()), null);
+    });
+
+    it('creates a session that Prisma reads back exactly', async () => {
+      const session = newSession();
+      await sessions.create(session);
+      const row = await t.app.db.prisma.session.findUniqueOrThrow({ where: { id: session.id } });
+      assert.deepEqual(row, { ...session, revokedAt: null, revokedReason: null });
+      // Stored as Prisma stores it: its own date filters still match the values.
+      const matched = await t.app.db.prisma.session.count({
+        where: { id: session.id, createdAt: session.createdAt, expiresAt: session.expiresAt },
+      });
+      assert.equal(matched, 1);
+    });
+
+    it('inserts an audit event that Prisma reads back exactly', async () => {
+      const audit = new AuditRepository(t.app.db.prisma, t.app.db.sql);
+      const event = {
+        id: randomUUID(),
+        type: 'login_succeeded',
+        userId,
+        sessionId: randomUUID(),
+        ipAddress: '192.0.2.1',
+        userAgent: 'test agent',
+        requestId: 'req-1',
+        details: JSON.stringify({ retryAfter: 3 }),
+        createdAt: new Date(Date.UTC(2026, 11, 1, 23, 59, 59, 987)),
+      };
+      await audit.insert(event);
+      await audit.insert({ ...event, id: randomUUID(), userId: null, sessionId: null, details: null });
+      assert.deepEqual(await t.app.db.prisma.auditEvent.findUniqueOrThrow({ where: { id: event.id } }), event);
+      const listed = await audit.listForUser(userId, 10, new Date(event.createdAt.getTime() + 1));
+      assert.deepEqual(
+        listed.map((row) => row.id),
+        [event.id],
+      );
+    });
+
+    it('finds a user written by Prisma by its username key, dates and roles as Prisma reads them', async () => {
+      const users = new UserRepository(t.app.db.prisma, t.app.db.sql);
+      const createdAt = new Date(Date.UTC(2026, 0, 31, 23, 30, 0, 5));
+      const written = await t.app.db.prisma.user.create({
+        data: {
+          id: randomUUID(),
+          username: 'Zoë',
+          usernameKey: `zoë-${randomUUID()}`,
+          passwordHash: '$argon2id$v=19$m=1024,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2g',
+          roles: 'admin auditor',
+          createdAt,
+          disabledAt: new Date(createdAt.getTime() + 1),
+        },
+      });
+      assert.deepEqual(await users.findByUsernameKey(written.usernameKey), {
+        id: written.id,
+        username: 'Zoë',
+        passwordHash: written.passwordHash,
+        roles: ['admin', 'auditor'],
+        createdAt,
+        disabledAt: new Date(createdAt.getTime() + 1),
+      });
+      assert.equal(await users.findByUsernameKey('nobody'), null);
     });
 
     it('rotates once per generation, and Prisma reads the rotated row exactly', async () => {
