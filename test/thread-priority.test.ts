@@ -121,26 +121,34 @@ describe('lowerBackgroundThreadPriority', { skip: !linux && 'per-thread prioriti
   });
 });
 
-describe('tessera serve with HASH_THREAD_NICE (and HASH_THREAD_IDLE by default)', {
-  skip: !linux && 'per-thread priorities are Linux only',
-}, () => {
-  let database: TestDatabase;
-  let tessera: TesseraProcess;
-
+/** `tessera serve` on a fresh SQLite database for the suite it is called in, with `env`. */
+function serveForSuite(env: Record<string, string>): { readonly tessera: TesseraProcess } {
+  let database: TestDatabase | undefined;
+  let tessera: TesseraProcess | undefined;
   before(async () => {
     database = await createTestDatabase('sqlite');
-    tessera = await startTessera({
-      databaseUrl: database.url,
-      // argon2id costly enough that its thread stands out from everything else a login does.
-      env: { HASH_THREAD_NICE: '5', ARGON2_MEMORY_COST: '65536', ARGON2_TIME_COST: '3' },
-    });
+    tessera = await startTessera({ databaseUrl: database.url, env });
   });
   after(async () => {
     await tessera?.kill();
     await database?.drop();
   });
+  return {
+    get tessera() {
+      if (!tessera) throw new Error('tessera did not start');
+      return tessera;
+    },
+  };
+}
+
+describe('tessera serve with HASH_THREAD_NICE (and HASH_THREAD_IDLE by default)', {
+  skip: !linux && 'per-thread priorities are Linux only',
+}, () => {
+  // argon2id costly enough that its thread stands out from everything else a login does.
+  const served = serveForSuite({ HASH_THREAD_NICE: '5', ARGON2_MEMORY_COST: '65536', ARGON2_TIME_COST: '3' });
 
   it('hashes at nice 5 under SCHED_IDLE while the event loop stays at 0 and the signing threads at 0 under SCHED_BATCH', async () => {
+    const { tessera } = served;
     const pid = tessera.child.pid ?? 0;
     await register(tessera.base, 'nice-user');
     const before = cpuPerThread(pid);
@@ -176,19 +184,10 @@ describe('tessera serve with HASH_THREAD_NICE (and HASH_THREAD_IDLE by default)'
 describe('tessera serve with SIGNING_THREAD_BATCH=false', {
   skip: !linux && 'per-thread priorities are Linux only',
 }, () => {
-  let database: TestDatabase;
-  let tessera: TesseraProcess;
-
-  before(async () => {
-    database = await createTestDatabase('sqlite');
-    tessera = await startTessera({ databaseUrl: database.url, env: { SIGNING_THREAD_BATCH: 'false' } });
-  });
-  after(async () => {
-    await tessera?.kill();
-    await database?.drop();
-  });
+  const served = serveForSuite({ SIGNING_THREAD_BATCH: 'false' });
 
   it('leaves the signing threads under SCHED_OTHER, like the event loop', async () => {
+    const { tessera } = served;
     const pid = tessera.child.pid ?? 0;
     await register(tessera.base, 'plain-user');
     assert.ok((await login(tessera.base, 'plain-user')).access_token);
