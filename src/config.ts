@@ -51,7 +51,6 @@ export const EnvSchema = Type.Object({
   HASH_CONCURRENCY: Type.Optional(Type.Integer({ minimum: 1, maximum: 256 })),
   HASH_QUEUE_LIMIT: Type.Integer({ minimum: 0, maximum: 100_000, default: 64 }),
   SIGNING_THREADS: Type.Optional(Type.Integer({ minimum: 1, maximum: 64 })),
-  SIGNING_THREAD_BATCH: Bool(true, 'Signing threads run under SCHED_BATCH (Linux, with chrt)'),
   HASH_THREAD_NICE: Type.Integer({ minimum: 0, maximum: 19, default: 10 }),
   HASH_THREAD_IDLE: Bool(true, 'Hashing and other background threads run under SCHED_IDLE (Linux, with chrt)'),
   REDIS_URL: Type.Optional(Type.String({ pattern: '^rediss?://' })),
@@ -138,8 +137,6 @@ export interface Config {
    * heap (`--heap-growing-percent`); 0 leaves V8's own factor (up to 4x).
    */
   heapGrowingPercent: number;
-  /** Signing threads run under SCHED_BATCH: a woken one does not preempt the event loop (Linux). */
-  signingThreadBatch: boolean;
   /** How much lower than the event loop's the CPU priority (nice) of the hashing and other background threads is; 0 = same. */
   hashThreadNice: number;
   /** The same threads also run under SCHED_IDLE: only on CPU time no other thread wants (Linux). */
@@ -283,7 +280,6 @@ export function loadConfig(
     heapGrowingPercent: env.HEAP_GROWING_PERCENT,
     hashThreadNice: env.HASH_THREAD_NICE,
     hashThreadIdle: env.HASH_THREAD_IDLE,
-    signingThreadBatch: env.SIGNING_THREAD_BATCH,
     trustProxy: env.TRUST_PROXY,
     shutdownTimeout: env.SHUTDOWN_TIMEOUT,
     logLevel: env.LOG_LEVEL,

@@ -1,4 +1,4 @@
-import { execFile, execFileSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { readdirSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { getPriority, setPriority } from 'node:os';
@@ -114,24 +114,4 @@ function scheduleIdle(tids: number[]): { idle: number; idleRefused?: string } {
     }
   }
   return idle === 0 && failure ? { idle, idleRefused: failure } : { idle };
-}
-
-/**
- * Puts one thread of this process under SCHED_BATCH with util-linux's `chrt`
- * (its nice value and CPU share stay the same). Why: a signing thread woken by
- * the event loop's request is often placed on the event loop's own core and
- * preempts it there for the whole signature (~1 ms on a slow machine): every
- * JWKS fetch and refresh in flight waits. A SCHED_BATCH thread never preempts
- * on wake-up; it runs on a free core, or when the event loop's turn ends.
- * Resolves to why it could not be done, or undefined once done.
- */
-export function scheduleBatch(tid: number): Promise<string | undefined> {
-  if (process.platform !== 'linux') return Promise.resolve('SCHED_BATCH is set on Linux only');
-  return new Promise((resolve) => {
-    execFile('chrt', ['--batch', '--pid', '0', String(tid)], { timeout: 5_000 }, (error, _stdout, stderr) => {
-      if (!error) return resolve(undefined);
-      if ((error as { code?: unknown }).code === 'ENOENT') return resolve('chrt (util-linux) is not installed');
-      resolve(`chrt failed: ${String(stderr).trim() || error.message}`);
-    });
-  });
 }

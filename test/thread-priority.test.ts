@@ -6,7 +6,6 @@ import { execFileSync } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { getPriority } from 'node:os';
 import { after, before, describe, it } from 'node:test';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { login, register, startTessera, type TesseraProcess } from './faults/helpers.js';
 import { createTestDatabase, type TestDatabase } from './helpers/databases.js';
 
@@ -30,8 +29,6 @@ function cpuPerThread(pid: number | 'self'): Map<number, number> {
 
 /** SCHED_IDLE's number in /proc/<pid>/task/<tid>/stat (field 41, policy). */
 const SCHED_IDLE = 5;
-/** SCHED_BATCH's number there. */
-const SCHED_BATCH = 3;
 
 /** A thread's scheduling policy (0: SCHED_OTHER, 5: SCHED_IDLE). */
 function policyOf(pid: number, tid: number): number {
@@ -121,34 +118,26 @@ describe('lowerBackgroundThreadPriority', { skip: !linux && 'per-thread prioriti
   });
 });
 
-/** `tessera serve` on a fresh SQLite database for the suite it is called in, with `env`. */
-function serveForSuite(env: Record<string, string>): { readonly tessera: TesseraProcess } {
-  let database: TestDatabase | undefined;
-  let tessera: TesseraProcess | undefined;
+describe('tessera serve with HASH_THREAD_NICE (and HASH_THREAD_IDLE by default)', {
+  skip: !linux && 'per-thread priorities are Linux only',
+}, () => {
+  let database: TestDatabase;
+  let tessera: TesseraProcess;
+
   before(async () => {
     database = await createTestDatabase('sqlite');
-    tessera = await startTessera({ databaseUrl: database.url, env });
+    tessera = await startTessera({
+      databaseUrl: database.url,
+      // argon2id costly enough that its thread stands out from everything else a login does.
+      env: { HASH_THREAD_NICE: '5', ARGON2_MEMORY_COST: '65536', ARGON2_TIME_COST: '3' },
+    });
   });
   after(async () => {
     await tessera?.kill();
     await database?.drop();
   });
-  return {
-    get tessera() {
-      if (!tessera) throw new Error('tessera did not start');
-      return tessera;
-    },
-  };
-}
 
-describe('tessera serve with HASH_THREAD_NICE (and HASH_THREAD_IDLE by default)', {
-  skip: !linux && 'per-thread priorities are Linux only',
-}, () => {
-  // argon2id costly enough that its thread stands out from everything else a login does.
-  const served = serveForSuite({ HASH_THREAD_NICE: '5', ARGON2_MEMORY_COST: '65536', ARGON2_TIME_COST: '3' });
-
-  it('hashes at nice 5 under SCHED_IDLE while the event loop stays at 0 and the signing threads at 0 under SCHED_BATCH', async () => {
-    const { tessera } = served;
+  it('hashes at nice 5 under SCHED_IDLE while the event loop and the signing thread stay at 0', async () => {
     const pid = tessera.child.pid ?? 0;
     await register(tessera.base, 'nice-user');
     const before = cpuPerThread(pid);
@@ -161,38 +150,8 @@ describe('tessera serve with HASH_THREAD_NICE (and HASH_THREAD_IDLE by default)'
     assert.equal(policyOf(pid, hasher), SCHED_IDLE, 'the thread that verified the password');
     assert.equal(getPriority(pid), 0, 'the event loop');
     assert.equal(policyOf(pid, pid), 0, 'the event loop');
-    // The login signed its access token on a signing thread, started after start-up: it kept nice 0,
-    // and SIGNING_THREAD_BATCH (default true) put it under SCHED_BATCH, so a wake-up never preempts the event loop.
-    // Set with chrt once the thread reports its id: give that process a moment.
-    const batchThreads = () =>
-      readdirSync(`/proc/${pid}/task`)
-        .map(Number)
-        .filter((tid) => getPriority(tid) === 0 && policyOf(pid, tid) === SCHED_BATCH);
-    for (let waited = 0; batchThreads().length === 0 && waited < 5_000; waited += 50) await sleep(50);
-    const batch = batchThreads();
-    assert.ok(batch.length >= 1, 'a signing thread at the event loop nice value, under SCHED_BATCH');
-    assert.equal(
-      readdirSync(`/proc/${pid}/task`)
-        .map(Number)
-        .filter((tid) => tid !== pid && policyOf(pid, tid) === 0).length,
-      0,
-      'no thread but the event loop left under SCHED_OTHER',
-    );
-  });
-});
-
-describe('tessera serve with SIGNING_THREAD_BATCH=false', {
-  skip: !linux && 'per-thread priorities are Linux only',
-}, () => {
-  const served = serveForSuite({ SIGNING_THREAD_BATCH: 'false' });
-
-  it('leaves the signing threads under SCHED_OTHER, like the event loop', async () => {
-    const { tessera } = served;
-    const pid = tessera.child.pid ?? 0;
-    await register(tessera.base, 'plain-user');
-    assert.ok((await login(tessera.base, 'plain-user')).access_token);
-    const tids = readdirSync(`/proc/${pid}/task`).map(Number);
-    assert.equal(tids.filter((tid) => policyOf(pid, tid) === SCHED_BATCH).length, 0);
-    assert.ok(tids.filter((tid) => tid !== pid && policyOf(pid, tid) === 0).length >= 1, 'the signing threads');
+    // The login signed its access token on a signing thread, started after start-up: it kept 0.
+    const atZero = [...after.keys()].filter((tid) => tid !== pid && getPriority(tid) === 0 && policyOf(pid, tid) === 0);
+    assert.ok(atZero.length >= 1, 'a signing thread at the event loop priority');
   });
 });

@@ -38,8 +38,6 @@ export interface KeyStoreOptions {
   publishLead: number;
   /** Threads that compute signatures (default 1; see Signer). */
   signingThreads?: number;
-  /** Called with the operating-system id of each signing thread once it runs (to set its scheduling). */
-  onSigningThreadStart?: (tid: number) => void;
   now: () => number;
   /**
    * Runs `fn` while holding the database-wide lock that makes key changes
@@ -87,9 +85,7 @@ export class KeyStore {
     private readonly box: SecretBox,
     private readonly options: KeyStoreOptions,
   ) {
-    this.#signer = new Signer(options.signingThreads ?? 1, {
-      ...(options.onSigningThreadStart ? { onThreadStart: options.onSigningThreadStart } : {}),
-    });
+    this.#signer = new Signer(options.signingThreads ?? 1);
   }
 
   /** True once a current signing key is loaded. */

@@ -12,10 +12,6 @@ const WORKER_SOURCE = `
 const { parentPort } = require('node:worker_threads');
 const { sign } = require('node:crypto');
 const keys = new Map();
-// Its thread id for the operating system (Linux), so that its scheduling can be set.
-try {
-  parentPort.postMessage({ tid: Number(require('node:fs').readlinkSync('/proc/thread-self').split('/').pop()) });
-} catch {}
 parentPort.on('message', (message) => {
   if (message.key) {
     keys.set(message.kid, message.key);
@@ -64,15 +60,9 @@ export class Signer {
   #failed = 0;
   #nextId = 0;
 
-  readonly #onThreadStart: ((tid: number) => void) | undefined;
-
-  /**
-   * @param threads how many signing threads to run (at least 1)
-   * @param options.onThreadStart called with the operating-system id of each signing thread once it runs (Linux)
-   */
-  constructor(threads = 1, options: { onThreadStart?: (tid: number) => void } = {}) {
+  /** @param threads how many signing threads to run (at least 1). */
+  constructor(threads = 1) {
     this.#size = Math.max(1, Math.floor(threads));
-    this.#onThreadStart = options.onThreadStart;
   }
 
   /** RSASSA-PKCS1-v1_5 with SHA-256 over the UTF-8 bytes of `input` (a JWS signing input). */
@@ -122,11 +112,7 @@ export class Signer {
     // An idle signing thread must not keep a finished process (a CLI command) alive.
     worker.unref();
     const thread: SigningThread = { worker, pending: new Map(), sentKeys: new Set(), signed: 0 };
-    worker.on('message', (message: { id: number; signature?: Uint8Array; error?: string; tid?: number }) => {
-      if (message.tid !== undefined) {
-        if (Number.isSafeInteger(message.tid)) this.#onThreadStart?.(message.tid);
-        return;
-      }
+    worker.on('message', (message: { id: number; signature?: Uint8Array; error?: string }) => {
       const pending = thread.pending.get(message.id);
       if (!pending) return;
       thread.pending.delete(message.id);

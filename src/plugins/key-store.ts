@@ -5,7 +5,6 @@ import { SecretBox } from '../crypto/secret-box.js';
 import { withMigrationLock } from '../db/migrate.js';
 import { type KeyMaintenance, KeyStore } from '../keys/key-store.js';
 import { SigningKeyRepository } from '../repositories/signing-key-repository.js';
-import { scheduleBatch } from '../thread-priority.js';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -30,15 +29,6 @@ export default fp(
       rotationInterval: config.keyRotationInterval,
       publishLead: config.keyPublishLead,
       signingThreads: config.signingThreads,
-      ...(config.signingThreadBatch
-        ? {
-            onSigningThreadStart: (tid: number) => {
-              void scheduleBatch(tid).then((refused) => {
-                if (refused) app.log.warn({ tid, refused }, 'a signing thread could not be put under SCHED_BATCH');
-              });
-            },
-          }
-        : {}),
       now: options.now,
       withLock: (fn) => withMigrationLock(config.databaseUrl, fn),
     });
