@@ -77,7 +77,8 @@ export class SessionService {
    * holds the key-encryption secret that opens every sealed value anyway.
    * Revoking through this service drops the entry; a session ended elsewhere
    * (another instance, a password change, a disabled user) keeps it until it
-   * is evicted, and its row's `revoked_at` is what refuses it.
+   * is evicted or its revoked row is next read, and the row's `revoked_at` is
+   * what refuses it. A revoked row's secret is never kept.
    */
   readonly #openedSecrets = new Map<string, OpenedSecret>();
 
@@ -252,12 +253,12 @@ export class SessionService {
     return new Date(Math.min(now + this.policy.refreshTokenTtl * 1000, sessionExpiresAt.getTime()));
   }
 
-  #openSecret(session: Pick<SessionState, 'id' | 'userId' | 'secret'>): Buffer | null {
+  #openSecret(session: Pick<SessionState, 'id' | 'userId' | 'secret' | 'revokedAt'>): Buffer | null {
     const cached = this.#openedSecrets.get(session.id);
     if (cached && cached.sealed === session.secret) {
-      // Most recently used goes last.
+      // Most recently used goes last; a session revoked elsewhere leaves the cache here.
       this.#openedSecrets.delete(session.id);
-      this.#openedSecrets.set(session.id, cached);
+      if (!session.revokedAt) this.#openedSecrets.set(session.id, cached);
       return cached.secret;
     }
     let secret: Buffer;
@@ -266,7 +267,16 @@ export class SessionService {
     } catch {
       return null;
     }
-    this.#remember(session.id, { userId: session.userId, sealed: session.secret, secret, generation: -1, known: null });
+    // A revoked session's secret is opened to check the token (a replay is still told apart) but not kept.
+    if (!session.revokedAt) {
+      this.#remember(session.id, {
+        userId: session.userId,
+        sealed: session.secret,
+        secret,
+        generation: -1,
+        known: null,
+      });
+    }
     return secret;
   }
 

@@ -91,9 +91,13 @@ for (const provider of testProviders()) {
       // t1 was rotated long ago: a replay, refused on the instance that never handed it out...
       const replay = await two.service.refresh(t1);
       assert.deepEqual(replay.ok ? 'ok' : replay.reason, 'reused');
-      // ...and the session is gone on the other one too, whatever it kept in memory.
+      // ...and the session is gone on the other one too, whatever it kept in memory,
+      // which it drops on reading the revoked row: the next look opens the sealed secret.
       const after = await one.service.refresh(t3);
       assert.deepEqual(after.ok ? 'ok' : after.reason, 'revoked');
+      assert.equal(one.box.opens, 0);
+      assert.equal(await one.service.inspect(t3), null);
+      assert.equal(one.box.opens, 1);
     });
 
     it('within the reuse grace both tokens give the same successor, and that successor then rotates', async () => {
@@ -120,19 +124,22 @@ for (const provider of testProviders()) {
       assert.ok(await service.revokeByToken(loggedOut));
       assert.equal(await service.inspect(loggedOut), null);
       assert.equal(box.opens, 1);
+      // Nor is a revoked session's secret kept when it is looked at again.
+      assert.deepEqual(await service.refresh(loggedOut).then((o) => (o.ok ? 'ok' : o.reason)), 'revoked');
+      assert.equal(box.opens, 2);
 
       const byId = await service.start(userId, metadata);
       assert.equal(await service.revoke(randomUUID(), byId.sessionId), false, 'not the owner: nothing changes');
       assert.ok(await service.inspect(byId.refreshToken));
-      assert.equal(box.opens, 1, 'still cached after a refused revoke');
+      assert.equal(box.opens, 2, 'still cached after a refused revoke');
       assert.equal(await service.revoke(userId, byId.sessionId), true);
       assert.equal(await service.inspect(byId.refreshToken), null);
-      assert.equal(box.opens, 2);
+      assert.equal(box.opens, 3);
 
       const all = [await service.start(userId, metadata), await service.start(userId, metadata)];
       assert.ok((await service.revokeAll(userId)) >= 2);
       for (const session of all) assert.equal(await service.inspect(session.refreshToken), null);
-      assert.equal(box.opens, 4);
+      assert.equal(box.opens, 5);
     });
   });
 }
