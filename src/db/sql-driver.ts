@@ -22,6 +22,8 @@ export type SqlParam = string | number | Date | null;
  * PostgreSQL), in any process or database time zone.
  */
 export interface SqlDriver {
+  /** OpenTelemetry's `db.system` for this database, as Prisma's spans carry it. */
+  readonly system: 'sqlite' | 'postgresql';
   /** The rows of a query, keyed by column name (or alias). */
   query<T>(text: string, params: readonly SqlParam[]): Promise<T[]>;
   /** Runs an INSERT, UPDATE or DELETE; resolves to the number of rows it changed. */
@@ -91,6 +93,7 @@ export function sqliteDriver(
   // At once when no transaction is open (the gate's fast path), else after it ends.
   const gated = <T>(work: () => Promise<T>): Promise<T> => gate()?.run(work) ?? work();
   return {
+    system: 'sqlite',
     query: <T>(text: string, params: readonly SqlParam[]) =>
       gated(async () => {
         const { statement, dates } = prepare(text);
@@ -151,6 +154,7 @@ export function postgresDriver(pool: pg.Pool, { preparedStatements = true } = {}
       types: pgTypes,
     });
   return {
+    system: 'postgresql',
     async query<T>(text: string, params: readonly SqlParam[]): Promise<T[]> {
       return (await run(text, params)).rows as T[];
     },

@@ -3,39 +3,47 @@ import { after, before, describe, it } from 'node:test';
 import { SpanStatusCode, trace } from '@opentelemetry/api';
 import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-base';
 import { registerAndLogin, startTestApp, type TestApp } from '../helpers/app.js';
+import { testProviders } from '../helpers/databases.js';
 
-describe('OpenTelemetry spans', () => {
-  const exporter = new InMemorySpanExporter();
-  let t: TestApp;
-  before(async () => {
-    // A real tracer provider exporting to memory, as an OTLP exporter would export to a collector.
-    const provider = new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(exporter)] });
-    trace.setGlobalTracerProvider(provider);
-    t = await startTestApp('sqlite');
-  });
-  after(async () => {
-    await t.close();
-    trace.disable();
-  });
+for (const provider of testProviders()) {
+  describe(`OpenTelemetry spans (${provider})`, () => {
+    const exporter = new InMemorySpanExporter();
+    let t: TestApp;
+    before(async () => {
+      // A real tracer provider exporting to memory, as an OTLP exporter would export to a collector.
+      const tracerProvider = new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(exporter)] });
+      trace.setGlobalTracerProvider(tracerProvider);
+      t = await startTestApp(provider);
+    });
+    after(async () => {
+      await t.close();
+      trace.disable();
+    });
 
-  it('cover password hashing, token signing and database calls, without secrets', async () => {
-    exporter.reset();
-    const user = await registerAndLogin(t.app);
-    const spans = exporter.getFinishedSpans();
-    const names = new Set(spans.map((span) => span.name));
-    assert.ok(names.has('argon2id.hash'), [...names].join(', '));
-    assert.ok(names.has('argon2id.verify'));
-    assert.ok(names.has('jwt.sign'));
-    assert.ok(names.has('db.User.create'));
-    assert.ok(names.has('db.Session.create'));
-    const sign = spans.find((span) => span.name === 'jwt.sign');
-    assert.equal(sign?.attributes['tessera.kid'], t.app.keyStore.currentKid);
-    const db = spans.find((span) => span.name === 'db.User.create');
-    assert.equal(db?.attributes['db.system'], 'sqlite');
-    const everything = JSON.stringify(spans.map((span) => ({ name: span.name, attributes: span.attributes })));
-    assert.ok(!everything.includes(user.password) && !everything.includes(user.refresh_token));
+    it('cover password hashing, token signing and database calls, without secrets', async () => {
+      exporter.reset();
+      const user = await registerAndLogin(t.app);
+      const spans = exporter.getFinishedSpans();
+      const names = new Set(spans.map((span) => span.name));
+      assert.ok(names.has('argon2id.hash'), [...names].join(', '));
+      assert.ok(names.has('argon2id.verify'));
+      assert.ok(names.has('jwt.sign'));
+      // Through Prisma (registration) and straight through the driver (the login's statements).
+      for (const name of ['db.User.create', 'db.User.findByUsernameKey', 'db.Session.create', 'db.AuditEvent.insert']) {
+        assert.ok(names.has(name), `${name} in ${[...names].join(', ')}`);
+      }
+      const sign = spans.find((span) => span.name === 'jwt.sign');
+      assert.equal(sign?.attributes['tessera.kid'], t.app.keyStore.currentKid);
+      const system = provider === 'sqlite' ? 'sqlite' : 'postgresql';
+      for (const span of spans.filter((s) => s.name.startsWith('db.'))) {
+        assert.equal(span.attributes['db.system'], system, span.name);
+        assert.equal(typeof span.attributes['db.operation'], 'string', span.name);
+      }
+      const everything = JSON.stringify(spans.map((span) => ({ name: span.name, attributes: span.attributes })));
+      assert.ok(!everything.includes(user.password) && !everything.includes(user.refresh_token));
+    });
   });
-});
+}
 
 describe('startTracing', () => {
   it('is off by default and on with the standard OTEL_* variables', async () => {
