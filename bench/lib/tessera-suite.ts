@@ -37,7 +37,7 @@ export interface ScalePoint {
   refresh: Measurement;
   /**
    * Larger sizes only: req/s at this size ÷ req/s at the smallest, per pair of
-   * alternating runs (this size on a second tessera with its own database).
+   * alternating runs (each size on a fresh tessera with its own database).
    */
   ratioToSmallest?: Spread;
 }
@@ -372,10 +372,10 @@ export async function benchDatabase(
     };
     log(`    ${settled - atStop} queued logins completed after the clients had gone`);
 
-    // The stored-session comparison is paired like the ceilings: the smallest size on this instance,
-    // each larger one on a second instance with its own database, their runs alternating, so drift of
-    // the machine over minutes weighs on both sides of each ratio.
-    // `url` is the instance's DATABASE_URL: a PostgreSQL URL on PostgreSQL runs, a SQLite file URL otherwise.
+    // The stored-session comparison is paired like the ceilings: each size on a fresh tessera with its
+    // own database, the smallest against each larger one, their runs alternating, so drift of the
+    // machine over minutes weighs on both sides of each ratio, and neither side carries the history of
+    // the runs above (the 200-connection flood's heap and arenas, the sessions its logins opened).
     const seedTo = async (size: number, url: string, seedUsers: BenchUser[]) => {
       const current = postgres ? await countPostgresSessions(url) : countSqliteSessions(sqliteFile(url));
       const missing = size - current;
@@ -393,61 +393,88 @@ export async function benchDatabase(
       log(`    ${seed.seconds} s; ${seed.total.toLocaleString('en-US')} rows, database ${seed.sizeMiB} MiB`);
       return { seed, current };
     };
-    const [smallest, ...larger] = options.sessionSizes;
-    if (smallest === undefined) throw new Error('no stored-session sizes');
-    const scale: ScalePoint[] = [];
-    const small = await seedTo(smallest, databaseUrl, users);
-    const smallSessions = small.seed?.total ?? small.current;
-    if (larger.length === 0) {
-      log(`  refresh with ${smallest.toLocaleString('en-US')} stored sessions`);
-      const measurement = await repeat(context, live, `refresh@${smallest}`, connections.refresh, (s) => refreshRun(s));
-      scale.push({ sessions: smallSessions, seed: small.seed, refresh: measurement });
-    }
-    for (const size of larger) {
-      const twinDir = mkdtempSync(join(tmpdir(), `tessera-bench-${kind}-${size}-`));
-      let twinPostgres: Awaited<ReturnType<typeof createPostgresDatabase>> | null = null;
-      let twin: Tessera | undefined;
+    /** A fresh tessera with its own database, seeded to `size` sessions; `stop()` removes both. */
+    const startSized = async (size: number) => {
+      const sizedDir = mkdtempSync(join(tmpdir(), `tessera-bench-${kind}-${size}-`));
+      const sizedPostgres = postgres ? await createPostgresDatabase() : null;
+      let instance: Tessera | undefined;
+      const stop = async () => {
+        await instance?.stop().catch((error: unknown) => log(`  could not stop a tessera: ${String(error)}`));
+        await sizedPostgres
+          ?.drop()
+          .catch((error: unknown) => log(`  could not drop ${sizedPostgres.name}: ${String(error)}`));
+        rmSync(sizedDir, { recursive: true, force: true });
+      };
       try {
-        twinPostgres = postgres ? await createPostgresDatabase() : null;
-        const twinUrl = twinPostgres ? twinPostgres.url : `file:${join(twinDir, 'tessera.db')}`;
-        log(`  a second tessera for ${size.toLocaleString('en-US')} stored sessions`);
-        twin = await startTessera({
+        const sizedUrl = sizedPostgres ? sizedPostgres.url : `file:${join(sizedDir, 'tessera.db')}`;
+        log(`  a fresh tessera for ${size.toLocaleString('en-US')} stored sessions`);
+        instance = await startTessera({
           root: context.root,
-          databaseUrl: twinUrl,
-          dataDir: twinDir,
+          databaseUrl: sizedUrl,
+          dataDir: sizedDir,
           logFile: join(context.tmpDir, `tessera-${kind}-${size}.log`),
           mallocArenaMax: options.mallocArenaMax,
           hashThreadNice: options.hashThreadNice,
           hashThreadIdle: options.hashThreadIdle,
         });
-        const twinUsers = await registerUsers(twin.url, options.users);
-        const large = await seedTo(size, twinUrl, twinUsers);
-        const twinRun = refreshRunOn(twin, twinUsers);
-        log(
-          `  refresh with ${size.toLocaleString('en-US')} stored sessions, paired with ${smallest.toLocaleString('en-US')}`,
-        );
-        const pair = await paired(
-          context,
-          twin,
-          [`refresh@${size}`, `refresh@${smallest}`],
-          [connections.refresh, connections.refresh],
-          twinRun,
-          (s) => refreshRun(s),
-        );
-        // The smallest size's row: its runs in the first pairing (the only one with the default two sizes).
-        if (scale.length === 0) scale.push({ sessions: smallSessions, seed: small.seed, refresh: pair.ceiling });
-        scale.push({
-          sessions: large.seed?.total ?? large.current,
-          seed: large.seed,
-          refresh: pair.tessera,
-          ratioToSmallest: pair.ratio,
-        });
-      } finally {
-        await twin?.stop().catch((error: unknown) => log(`  could not stop the second tessera: ${String(error)}`));
-        const database = twinPostgres;
-        await database?.drop().catch((error: unknown) => log(`  could not drop ${database.name}: ${String(error)}`));
-        rmSync(twinDir, { recursive: true, force: true });
+        const sizedUsers = await registerUsers(instance.url, options.users);
+        const seeded = await seedTo(size, sizedUrl, sizedUsers);
+        return {
+          instance,
+          run: refreshRunOn(instance, sizedUsers),
+          sessions: seeded.seed?.total ?? seeded.current,
+          seed: seeded.seed,
+          stop,
+        };
+      } catch (error) {
+        await stop();
+        throw error;
       }
+    };
+    const [smallest, ...larger] = options.sessionSizes;
+    if (smallest === undefined) throw new Error('no stored-session sizes');
+    const scale: ScalePoint[] = [];
+    const small = await startSized(smallest);
+    try {
+      if (larger.length === 0) {
+        log(`  refresh with ${smallest.toLocaleString('en-US')} stored sessions`);
+        const measurement = await repeat(
+          context,
+          small.instance,
+          `refresh@${smallest}`,
+          connections.refresh,
+          small.run,
+        );
+        scale.push({ sessions: small.sessions, seed: small.seed, refresh: measurement });
+      }
+      for (const size of larger) {
+        const large = await startSized(size);
+        try {
+          log(
+            `  refresh with ${size.toLocaleString('en-US')} stored sessions, paired with ${smallest.toLocaleString('en-US')}`,
+          );
+          const pair = await paired(
+            context,
+            large.instance,
+            [`refresh@${size}`, `refresh@${smallest}`],
+            [connections.refresh, connections.refresh],
+            large.run,
+            small.run,
+          );
+          // The smallest size's row: its runs in the first pairing (the only one with the default two sizes).
+          if (scale.length === 0) scale.push({ sessions: small.sessions, seed: small.seed, refresh: pair.ceiling });
+          scale.push({
+            sessions: large.sessions,
+            seed: large.seed,
+            refresh: pair.tessera,
+            ratioToSmallest: pair.ratio,
+          });
+        } finally {
+          await large.stop();
+        }
+      }
+    } finally {
+      await small.stop();
     }
 
     const peakRssMiB = round(tessera.rss.peakMiB, 1);
