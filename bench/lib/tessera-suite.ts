@@ -16,7 +16,7 @@ import {
   summarize,
 } from './load.js';
 import type { BenchOptions } from './options.js';
-import { createPostgresDatabase, postgresInfo } from './postgres.js';
+import { type BenchDatabase, createPostgresDatabase, postgresInfo } from './postgres.js';
 import {
   countPostgresSessions,
   countSqliteSessions,
@@ -375,7 +375,9 @@ export async function benchDatabase(
     // The stored-session comparison is paired like the ceilings: each size on a fresh tessera with its
     // own database, the smallest against each larger one, their runs alternating, so drift of the
     // machine over minutes weighs on both sides of each ratio, and neither side carries the history of
-    // the runs above (the 200-connection flood's heap and arenas, the sessions its logins opened).
+    // the runs above (the 200-connection flood's heap and arenas, the sessions its logins opened). With
+    // more than two sizes the smallest's instance serves every pair, after the pairs before.
+    // The run's peak RSS (VmHWM) is the main instance's: these instances' memory is not recorded.
     const seedTo = async (size: number, url: string, seedUsers: BenchUser[]) => {
       const current = postgres ? await countPostgresSessions(url) : countSqliteSessions(sqliteFile(url));
       const missing = size - current;
@@ -396,16 +398,16 @@ export async function benchDatabase(
     /** A fresh tessera with its own database, seeded to `size` sessions; `stop()` removes both. */
     const startSized = async (size: number) => {
       const sizedDir = mkdtempSync(join(tmpdir(), `tessera-bench-${kind}-${size}-`));
-      const sizedPostgres = postgres ? await createPostgresDatabase() : null;
+      let sizedPostgres: BenchDatabase | null = null;
       let instance: Tessera | undefined;
       const stop = async () => {
         await instance?.stop().catch((error: unknown) => log(`  could not stop a tessera: ${String(error)}`));
-        await sizedPostgres
-          ?.drop()
-          .catch((error: unknown) => log(`  could not drop ${sizedPostgres.name}: ${String(error)}`));
+        const database = sizedPostgres;
+        await database?.drop().catch((error: unknown) => log(`  could not drop ${database.name}: ${String(error)}`));
         rmSync(sizedDir, { recursive: true, force: true });
       };
       try {
+        sizedPostgres = postgres ? await createPostgresDatabase() : null;
         const sizedUrl = sizedPostgres ? sizedPostgres.url : `file:${join(sizedDir, 'tessera.db')}`;
         log(`  a fresh tessera for ${size.toLocaleString('en-US')} stored sessions`);
         instance = await startTessera({
