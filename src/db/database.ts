@@ -5,7 +5,7 @@ import { PrismaPg } from '@prisma/adapter-pg';
 import type { Database as BetterSqlite3Connection } from 'better-sqlite3';
 import pg from 'pg';
 import type { PrismaClient as SqlitePrismaClient } from '../generated/sqlite/client.js';
-import { inSpan } from '../telemetry/tracing.js';
+import { inDatabaseSpan } from '../telemetry/tracing.js';
 import { type DatabaseProvider, providerOf, sqliteFilePath } from './migrate.js';
 import { postgresDriver, type SqlDriver, sqliteDriver } from './sql-driver.js';
 import { withStatementCache } from './statement-cache.js';
@@ -44,14 +44,12 @@ export interface OpenDatabaseOptions {
  * Wraps every model query in a span `db.<model>.<operation>` (a no-op unless
  * tracing is on). The extended client has the same API as the plain one.
  */
-function traced<T extends PrismaClient>(prisma: T, system: string): T {
+function traced<T extends PrismaClient>(prisma: T, system: SqlDriver['system']): T {
   return prisma.$extends({
     query: {
       $allModels: {
         $allOperations({ model, operation, args, query }) {
-          return inSpan(`db.${model}.${operation}`, { 'db.system': system, 'db.operation': operation }, () =>
-            query(args),
-          );
+          return inDatabaseSpan(system, model, operation, () => query(args));
         },
       },
     },

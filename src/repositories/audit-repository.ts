@@ -1,6 +1,6 @@
 import type { PrismaClient } from '../db/database.js';
 import type { SqlDriver } from '../db/sql-driver.js';
-import { inSpan } from '../telemetry/tracing.js';
+import { inDatabaseSpan } from '../telemetry/tracing.js';
 
 /** A stored audit event. */
 export interface AuditRecord {
@@ -24,7 +24,7 @@ export class AuditRepository {
 
   /** Straight through the driver (see src/db/sql-driver.ts): every login writes one. */
   async insert(event: AuditRecord): Promise<void> {
-    await inSpan('db.AuditEvent.insert', { 'db.system': this.sql.system, 'db.operation': 'insert' }, () =>
+    await inDatabaseSpan(this.sql.system, 'AuditEvent', 'insert', () =>
       this.sql.execute(
         `INSERT INTO audit_events (id, type, user_id, session_id, ip_address, user_agent, request_id, details, created_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,

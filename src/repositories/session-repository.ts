@@ -1,6 +1,6 @@
 import type { PrismaClient } from '../db/database.js';
 import type { SqlDriver } from '../db/sql-driver.js';
-import { inSpan } from '../telemetry/tracing.js';
+import { inDatabaseSpan } from '../telemetry/tracing.js';
 import { rolesOf, type UserRecord } from './user-repository.js';
 
 /** A stored session (refresh-token family). */
@@ -77,7 +77,7 @@ export class SessionRepository {
 
   /** Straight through the driver (see src/db/sql-driver.ts): every login opens one. */
   async create(session: Omit<SessionRecord, 'revokedAt' | 'revokedReason'>): Promise<void> {
-    await inSpan('db.Session.create', { 'db.system': this.sql.system, 'db.operation': 'create' }, () =>
+    await inDatabaseSpan(this.sql.system, 'Session', 'create', () =>
       this.sql.execute(
         `INSERT INTO sessions (id, user_id, secret, generation, created_at, last_rotated_at, refresh_expires_at,
                                expires_at, user_agent, ip_address)
@@ -110,19 +110,16 @@ export class SessionRepository {
    */
   async findWithUser(id: string): Promise<(SessionState & { user: TokenSubject }) | null> {
     // Driver statements bypass the model-query spans of src/db/database.ts: name this one here.
-    const rows = await inSpan(
-      'db.Session.findWithUser',
-      { 'db.system': this.sql.system, 'db.operation': 'findWithUser' },
-      () =>
-        this.sql.query<SessionWithUserRow>(
-          `SELECT s.id AS "id", s.user_id AS "userId", s.secret AS "secret", s.generation AS "generation",
+    const rows = await inDatabaseSpan(this.sql.system, 'Session', 'findWithUser', () =>
+      this.sql.query<SessionWithUserRow>(
+        `SELECT s.id AS "id", s.user_id AS "userId", s.secret AS "secret", s.generation AS "generation",
                 s.last_rotated_at AS "lastRotatedAt", s.refresh_expires_at AS "refreshExpiresAt",
                 s.expires_at AS "expiresAt", s.revoked_at AS "revokedAt",
                 u.username AS "username", u.roles AS "roles", u.disabled_at AS "userDisabledAt"
            FROM sessions s JOIN users u ON u.id = s.user_id
           WHERE s.id = $1`,
-          [id],
-        ),
+        [id],
+      ),
     );
     const row = rows[0];
     if (!row) return null;
@@ -153,7 +150,7 @@ export class SessionRepository {
    */
   async rotate(id: string, fromGeneration: number, now: Date, refreshExpiresAt: Date): Promise<boolean> {
     // Straight through the driver (the same SQL on both databases): it runs on every refresh.
-    const count = await inSpan('db.Session.rotate', { 'db.system': this.sql.system, 'db.operation': 'rotate' }, () =>
+    const count = await inDatabaseSpan(this.sql.system, 'Session', 'rotate', () =>
       this.sql.execute(
         `UPDATE sessions
             SET generation = $1, last_rotated_at = $2, refresh_expires_at = $3

@@ -1,6 +1,6 @@
 import type { PrismaClient } from '../db/database.js';
 import type { SqlDriver } from '../db/sql-driver.js';
-import { inSpan } from '../telemetry/tracing.js';
+import { inDatabaseSpan } from '../telemetry/tracing.js';
 import { markTokensRevoked } from './session-repository.js';
 
 /** A stored user, as the services see it. */
@@ -70,17 +70,14 @@ export class UserRepository {
 
   /** Straight through the driver (see src/db/sql-driver.ts): every login looks its user up. */
   async findByUsernameKey(usernameKey: string): Promise<UserRecord | null> {
-    const rows = await inSpan(
-      'db.User.findByUsernameKey',
-      { 'db.system': this.sql.system, 'db.operation': 'findByUsernameKey' },
-      () =>
-        this.sql.query<UserRow>(
-          `SELECT id AS "id", username AS "username", password_hash AS "passwordHash", roles AS "roles",
+    const rows = await inDatabaseSpan(this.sql.system, 'User', 'findByUsernameKey', () =>
+      this.sql.query<UserRow>(
+        `SELECT id AS "id", username AS "username", password_hash AS "passwordHash", roles AS "roles",
                 created_at AS "createdAt", disabled_at AS "disabledAt"
            FROM users
           WHERE username_key = $1`,
-          [usernameKey],
-        ),
+        [usernameKey],
+      ),
     );
     const row = rows[0];
     return row ? toUserRecord(row) : null;

@@ -39,3 +39,17 @@ export function inSpan<T>(name: string, attributes: Attributes, work: () => Prom
     }
   });
 }
+
+/**
+ * Runs one database call inside a span `db.<model>.<operation>` carrying
+ * `db.system` and `db.operation`: the same names for Prisma's model queries
+ * (src/db/database.ts) and for the statements run straight through the driver.
+ */
+export function inDatabaseSpan<T>(
+  system: string,
+  model: string,
+  operation: string,
+  work: () => Promise<T>,
+): Promise<T> {
+  return inSpan(`db.${model}.${operation}`, { 'db.system': system, 'db.operation': operation }, work);
+}
