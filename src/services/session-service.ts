@@ -53,6 +53,8 @@ interface OpenedSecret {
   userId: string;
   sealed: string;
   secret: Buffer;
+  /** The session's absolute end (ms), which never changes: the idle expiry of a rotation is capped at it. */
+  expiresAt: number;
   /** The generation `known` belongs to; -1 with no MAC kept. */
   generation: number;
   known: KnownMac | null;
@@ -111,7 +113,14 @@ export class SessionService {
       ipAddress: metadata.ipAddress,
     });
     const first = deriveRefreshToken(secret, sessionId, 0);
-    this.#remember(sessionId, { userId, sealed, secret, generation: 0, known: first.known });
+    this.#remember(sessionId, {
+      userId,
+      sealed,
+      secret,
+      expiresAt: expiresAt.getTime(),
+      generation: 0,
+      known: first.known,
+    });
     return { sessionId, refreshToken: first.token };
   }
 
@@ -124,6 +133,8 @@ export class SessionService {
   async refresh(token: string): Promise<RefreshOutcome> {
     const parts = parseRefreshToken(token);
     if (!parts) return { ok: false, reason: 'invalid' };
+    const rotated = await this.#rotateKnown(parts);
+    if (rotated) return rotated;
     const first = await this.sessions.findWithUser(parts.sessionId);
     const secret = first && this.#openSecret(first);
     if (!first || !secret || !this.#matches(first.id, secret, parts)) return { ok: false, reason: 'invalid' };
@@ -144,7 +155,7 @@ export class SessionService {
           new Date(now),
           this.#idleExpiry(now, session.expiresAt),
         );
-        if (rotated) return this.#success(session, user, secret, parts.generation + 1);
+        if (rotated) return this.#success(session.id, session.secret, secret, user, parts.generation + 1);
         // Another request rotated it first: decide again on the fresh state.
         session = await this.sessions.findById(parts.sessionId);
         if (!session) return { ok: false, reason: 'invalid' };
@@ -153,7 +164,7 @@ export class SessionService {
 
       const withinGrace = now - session.lastRotatedAt.getTime() <= this.policy.refreshReuseGrace * 1000;
       if (parts.generation === session.generation - 1 && withinGrace) {
-        return this.#success(session, user, secret, session.generation);
+        return this.#success(session.id, session.secret, secret, user, session.generation);
       }
       if (parts.generation < session.generation) {
         await this.sessions.revoke(session.id, 'refresh_token_reuse', new Date(now));
@@ -238,22 +249,49 @@ export class SessionService {
     return ended;
   }
 
-  #success(session: SessionState, user: TokenSubject, secret: Buffer, generation: number): RefreshOutcome {
-    const next = deriveRefreshToken(secret, session.id, generation);
+  /**
+   * The common refresh in one statement: when this process holds the
+   * session's opened secret and the token checks against it, the rotation is
+   * tried at once, on the condition that the row still holds that sealed
+   * secret and is current, unrevoked, unexpired and of a user not disabled
+   * (see {@link SessionRepository.rotateIfCurrent}). Null for everything else
+   * (not cached, a token that does not check, a replay, a race, an ended
+   * session): {@link refresh} then reads the row and decides as it always has.
+   */
+  async #rotateKnown(parts: RefreshTokenParts): Promise<RefreshOutcome | null> {
+    const opened = this.#openedSecrets.get(parts.sessionId);
+    if (!opened || !refreshTokenMatches(opened.secret, parts, opened.known)) return null;
+    const now = this.now();
+    if (now >= opened.expiresAt) return null;
+    const user = await this.sessions.rotateIfCurrent(
+      parts.sessionId,
+      parts.generation,
+      opened.sealed,
+      new Date(now),
+      this.#idleExpiry(now, new Date(opened.expiresAt)),
+    );
+    if (!user) return null;
+    // Most recently used goes last (the entry may have been replaced meanwhile: keep the newer one).
+    if (this.#openedSecrets.get(parts.sessionId) === opened) this.#remember(parts.sessionId, opened);
+    return this.#success(parts.sessionId, opened.sealed, opened.secret, user, parts.generation + 1);
+  }
+
+  #success(sessionId: string, sealed: string, secret: Buffer, user: TokenSubject, generation: number): RefreshOutcome {
+    const next = deriveRefreshToken(secret, sessionId, generation);
     // The next refresh presents this token: its MAC is then compared, not computed again.
-    const opened = this.#openedSecrets.get(session.id);
-    if (opened && opened.sealed === session.secret && opened.secret === secret && generation >= opened.generation) {
+    const opened = this.#openedSecrets.get(sessionId);
+    if (opened && opened.sealed === sealed && opened.secret === secret && generation >= opened.generation) {
       opened.generation = generation;
       opened.known = next.known;
     }
-    return { ok: true, userId: session.userId, user, sessionId: session.id, refreshToken: next.token };
+    return { ok: true, userId: user.id, user, sessionId, refreshToken: next.token };
   }
 
   #idleExpiry(now: number, sessionExpiresAt: Date): Date {
     return new Date(Math.min(now + this.policy.refreshTokenTtl * 1000, sessionExpiresAt.getTime()));
   }
 
-  #openSecret(session: Pick<SessionState, 'id' | 'userId' | 'secret' | 'revokedAt'>): Buffer | null {
+  #openSecret(session: Pick<SessionState, 'id' | 'userId' | 'secret' | 'revokedAt' | 'expiresAt'>): Buffer | null {
     const cached = this.#openedSecrets.get(session.id);
     if (cached && cached.sealed === session.secret) {
       // Most recently used goes last; a session revoked elsewhere leaves the cache here.
@@ -273,6 +311,7 @@ export class SessionService {
         userId: session.userId,
         sealed: session.secret,
         secret,
+        expiresAt: session.expiresAt.getTime(),
         generation: -1,
         known: null,
       });

@@ -170,5 +170,45 @@ for (const provider of testProviders()) {
       assert.equal(await sessions.revoke(session.id, 'logout', now), true);
       assert.equal(await sessions.rotate(session.id, 1, now, idle), false);
     });
+
+    it('rotates in one statement only a current, unrevoked, unexpired session of its sealed secret and an enabled user', async () => {
+      const session = newSession();
+      await sessions.create(session);
+      // A millisecond before the idle expiry: dates compare as instants, in these far-apart zones too.
+      const now = new Date(session.refreshExpiresAt.getTime() - 1);
+      const idle = new Date(now.getTime() + 3_600_000);
+      const rotate = (generation: number, at = now, sealed = 'sealed-secret') =>
+        sessions.rotateIfCurrent(session.id, generation, sealed, at, idle);
+      assert.equal(await rotate(0, now, 'another-sealed-secret'), null, 'not the secret the caller checked against');
+      assert.equal(await rotate(1), null, 'not the current generation');
+      assert.equal(await rotate(0, session.refreshExpiresAt), null, 'idle-expired at that very millisecond');
+      assert.deepEqual(await rotate(0), { id: userId, username: 'repo', roles: ['admin'], disabledAt: null });
+      assert.equal(await rotate(0), null, 'generation 0 is gone');
+      const row = await t.app.db.prisma.session.findUniqueOrThrow({ where: { id: session.id } });
+      assert.equal(row.generation, 1);
+      assert.equal(row.lastRotatedAt.toISOString(), now.toISOString());
+      assert.equal(row.refreshExpiresAt.toISOString(), idle.toISOString());
+      // Prisma's own date filters match the values written.
+      assert.equal(await t.app.db.prisma.session.count({ where: { id: session.id, refreshExpiresAt: idle } }), 1);
+
+      // The absolute end counts on its own, even with a (never written) idle expiry past it.
+      await t.app.db.prisma.session.update({
+        where: { id: session.id },
+        data: { refreshExpiresAt: new Date(session.expiresAt.getTime() + 3_600_000) },
+      });
+      assert.equal(await rotate(1, session.expiresAt), null, 'expired at its absolute end');
+      assert.equal((await rotate(1, new Date(session.expiresAt.getTime() - 1)))?.id, userId);
+
+      await t.app.db.prisma.user.update({ where: { id: userId }, data: { disabledAt: now } });
+      try {
+        assert.equal(await rotate(2), null, 'the user is disabled');
+      } finally {
+        await t.app.db.prisma.user.update({ where: { id: userId }, data: { disabledAt: null } });
+      }
+      assert.equal(await sessions.revoke(session.id, 'logout', now), true);
+      assert.equal(await rotate(2), null, 'revoked');
+      const after = await t.app.db.prisma.session.findUniqueOrThrow({ where: { id: session.id } });
+      assert.equal(after.generation, 2, 'no refused call changed the row');
+    });
   });
 }

@@ -118,6 +118,44 @@ for (const provider of testProviders()) {
       assert.equal(box.opens, 0);
     });
 
+    it('still refreshes a cached session whose sealed secret was re-wrapped meanwhile, opening the new text', async () => {
+      const { box, service } = instance();
+      const started = await service.start(userId, metadata);
+      // What `tessera keys rewrap` does to a row: the same secret, sealed again.
+      const other = new SecretBox(TEST_KEY_ENCRYPTION_SECRET);
+      const row = await t.app.db.prisma.session.findUniqueOrThrow({ where: { id: started.sessionId } });
+      const resealed = other.reseal(row.secret, 'session-secret', row.id);
+      await t.app.db.prisma.session.update({ where: { id: row.id }, data: { secret: resealed } });
+      const next = await refreshed(service, started.refreshToken);
+      assert.equal(box.opens, 1, 'the new sealed text is opened (and checked) once');
+      await refreshed(service, next);
+      assert.equal(box.opens, 1);
+    });
+
+    it('reports the owner disabled, and refuses expired sessions, though their secrets are cached', async () => {
+      const { service } = instance();
+      const user = await t.app.db.prisma.user.create({
+        data: { id: randomUUID(), username: 'gone', usernameKey: `gone-${randomUUID()}`, passwordHash: 'x', roles: '' },
+      });
+      const disabled = await service.start(user.id, metadata);
+      await t.app.db.prisma.user.update({ where: { id: user.id }, data: { disabledAt: new Date(clock.now()) } });
+      const outcome = await service.refresh(disabled.refreshToken);
+      // The token service refuses it (tested on the token endpoint); here: the owner is read as disabled.
+      assert.ok(outcome.ok && outcome.user.disabledAt instanceof Date);
+
+      const idle = await service.start(userId, metadata);
+      clock.advance(policy.refreshTokenTtl);
+      assert.equal(await refusal(service, idle.refreshToken), 'expired', 'idle-expired');
+
+      let token = (await service.start(userId, metadata)).refreshToken;
+      for (let lived = 0; lived < policy.sessionMaxAge; lived += policy.refreshTokenTtl / 2) {
+        token = await refreshed(service, token);
+        clock.advance(policy.refreshTokenTtl / 2);
+      }
+      // Kept alive by refreshes until its absolute end (where the idle expiry is capped).
+      assert.equal(await refusal(service, token), 'expired', 'past its absolute end');
+    });
+
     it('forgets a session it revoked: the next look at it opens the sealed secret again', async () => {
       const { box, service } = instance();
       const loggedOut = (await service.start(userId, metadata)).refreshToken;

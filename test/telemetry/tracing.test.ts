@@ -42,6 +42,30 @@ for (const provider of testProviders()) {
       const everything = JSON.stringify(spans.map((span) => ({ name: span.name, attributes: span.attributes })));
       assert.ok(!everything.includes(user.password) && !everything.includes(user.refresh_token));
     });
+
+    it('show a refresh of a session this instance holds as one database statement, a replay as more', async () => {
+      const user = await registerAndLogin(t.app);
+      const refresh = (token: string) =>
+        t.app.inject({
+          method: 'POST',
+          url: '/oauth/token',
+          payload: { grant_type: 'refresh_token', refresh_token: token },
+        });
+      const databaseSpans = () =>
+        exporter
+          .getFinishedSpans()
+          .filter((span) => span.name.startsWith('db.'))
+          .map((span) => span.name);
+      exporter.reset();
+      const first = await refresh(user.refresh_token);
+      assert.equal(first.statusCode, 200, first.body);
+      assert.deepEqual(databaseSpans(), ['db.Session.rotateIfCurrent']);
+      // Within the reuse grace the old token gets the same successor, decided on the row it reads.
+      exporter.reset();
+      const again = await refresh(user.refresh_token);
+      assert.equal(again.json().refresh_token, first.json().refresh_token);
+      assert.deepEqual(databaseSpans(), ['db.Session.rotateIfCurrent', 'db.Session.findWithUser']);
+    });
   });
 }
 
