@@ -156,6 +156,37 @@ for (const provider of testProviders()) {
       assert.equal(await refusal(service, token), 'expired', 'past its absolute end');
     });
 
+    it('keeps no secret of a session revoked while its one-statement refresh was in flight', async () => {
+      let release = () => {};
+      const held = new Promise<void>((resolve) => {
+        release = resolve;
+      });
+      let rotated = () => {};
+      const rotating = new Promise<void>((resolve) => {
+        rotated = resolve;
+      });
+      /** Rotates at once, then answers only once released (a slow round trip). */
+      class SlowRepository extends SessionRepository {
+        override async rotateIfCurrent(...args: Parameters<SessionRepository['rotateIfCurrent']>) {
+          const user = await super.rotateIfCurrent(...args);
+          rotated();
+          await held;
+          return user;
+        }
+      }
+      const box = new CountingBox(TEST_KEY_ENCRYPTION_SECRET);
+      const service = new SessionService(new SlowRepository(t.app.db.prisma, t.app.db.sql), box, policy, clock.now);
+      const started = await service.start(userId, metadata);
+      const refresh = service.refresh(started.refreshToken);
+      await rotating;
+      assert.equal(await service.revoke(userId, started.sessionId), true);
+      release();
+      assert.ok((await refresh).ok, 'rotated before the revocation');
+      // Had the refresh put its entry back, this look would use it instead of opening the sealed secret.
+      assert.equal(await service.inspect(started.refreshToken), null);
+      assert.equal(box.opens, 1);
+    });
+
     it('forgets a session it revoked: the next look at it opens the sealed secret again', async () => {
       const { box, service } = instance();
       const loggedOut = (await service.start(userId, metadata)).refreshToken;
