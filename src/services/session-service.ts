@@ -53,8 +53,8 @@ interface OpenedSecret {
   userId: string;
   sealed: string;
   secret: Buffer;
-  /** The session's absolute end (ms), which never changes: the idle expiry of a rotation is capped at it. */
-  expiresAt: number;
+  /** The session's absolute end, which never changes: the idle expiry of a rotation is capped at it. */
+  expiresAt: Date;
   /** The generation `known` belongs to; -1 with no MAC kept. */
   generation: number;
   known: KnownMac | null;
@@ -117,7 +117,7 @@ export class SessionService {
       userId,
       sealed,
       secret,
-      expiresAt: expiresAt.getTime(),
+      expiresAt,
       generation: 0,
       known: first.known,
     });
@@ -262,13 +262,13 @@ export class SessionService {
     const opened = this.#openedSecrets.get(parts.sessionId);
     if (!opened || !refreshTokenMatches(opened.secret, parts, opened.known)) return null;
     const now = this.now();
-    if (now >= opened.expiresAt) return null;
+    if (now >= opened.expiresAt.getTime()) return null;
     const user = await this.sessions.rotateIfCurrent(
       parts.sessionId,
       parts.generation,
       opened.sealed,
       new Date(now),
-      this.#idleExpiry(now, new Date(opened.expiresAt)),
+      this.#idleExpiry(now, opened.expiresAt),
     );
     if (!user) return null;
     // Most recently used goes last (the entry may have been replaced meanwhile: keep the newer one).
@@ -311,7 +311,7 @@ export class SessionService {
         userId: session.userId,
         sealed: session.secret,
         secret,
-        expiresAt: session.expiresAt.getTime(),
+        expiresAt: session.expiresAt,
         generation: -1,
         known: null,
       });
