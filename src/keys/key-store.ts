@@ -64,13 +64,27 @@ export interface JwksDocument {
   etag: string;
 }
 
+/** The current signing key as the store holds it. */
+interface CurrentKey {
+  kid: string;
+  privateKey: KeyObject;
+  /** BASE64URL(UTF8(JWS Protected Header)) of tokens signed with it (RFC 7515 §7.1). */
+  header: string;
+}
+
+/** The encoded protected header of an access token signed with `kid`: RS256, `typ` at+jwt (RFC 9068 §2.1). */
+function encodedHeader(kid: string): string {
+  return Buffer.from(JSON.stringify({ alg: SIGNING_ALGORITHM, typ: ACCESS_TOKEN_TYPE, kid })).toString('base64url');
+}
+
 /**
  * Holds the signing keys in memory. It is the only module that sees private
  * keys: it decrypts the current one from the database, signs access tokens with
  * it, and publishes the public halves as the JWKS (RFC 7517).
  */
 export class KeyStore {
-  #current: { kid: string; privateKey: KeyObject } | null = null;
+  /** The current key, with its JWS protected header already encoded (the same for every token it signs). */
+  #current: CurrentKey | null = null;
   #published = new Map<string, PublicSigningKey>();
   #currentRecord: SigningKeyRecord | null = null;
   #jwks: JwksDocument = serializeJwks([]);
@@ -213,7 +227,7 @@ export class KeyStore {
     const now = this.options.now();
     this.#lastReload = now;
     const published = new Map<string, PublicSigningKey>();
-    let current: { kid: string; privateKey: KeyObject } | null = null;
+    let current: CurrentKey | null = null;
     let currentRecord: SigningKeyRecord | null = null;
     for (const record of await this.repository.listUsable()) {
       // A retired key past its lifetime is not published even before the
@@ -226,7 +240,11 @@ export class KeyStore {
       if (record.status === 'current') {
         currentRecord = record;
         const der = this.box.open(record.privateKey, 'signing-key', record.kid);
-        current = { kid: record.kid, privateKey: createPrivateKey({ key: der, format: 'der', type: 'pkcs8' }) };
+        current = {
+          kid: record.kid,
+          privateKey: createPrivateKey({ key: der, format: 'der', type: 'pkcs8' }),
+          header: encodedHeader(record.kid),
+        };
       }
     }
     this.#published = published;
@@ -287,10 +305,7 @@ export class KeyStore {
     return inSpan('jwt.sign', { 'tessera.kid': current.kid, 'tessera.alg': SIGNING_ALGORITHM }, async () => {
       // RFC 7515 compact serialization, byte for byte what jose's SignJWT makes
       // (RS256 is deterministic); the RSA operation runs on the signing thread.
-      const header = Buffer.from(
-        JSON.stringify({ alg: SIGNING_ALGORITHM, typ: ACCESS_TOKEN_TYPE, kid: current.kid }),
-      ).toString('base64url');
-      const input = `${header}.${Buffer.from(JSON.stringify(claims)).toString('base64url')}`;
+      const input = `${current.header}.${Buffer.from(JSON.stringify(claims)).toString('base64url')}`;
       const signature = await this.#signer.sign(current.kid, current.privateKey, input);
       return `${input}.${signature.toString('base64url')}`;
     });

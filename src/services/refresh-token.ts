@@ -27,7 +27,26 @@ export interface RefreshTokenParts {
  * window without ever having been stored (RFC 9700 §4.14.2).
  */
 export function deriveRefreshToken(secret: Buffer, sessionId: string, generation: number): DerivedRefreshToken {
-  const prefix = tokenPrefix(sessionId, generation);
+  return derive(secret, tokenPrefix(sessionId, generation));
+}
+
+/**
+ * The token of `generation` for the session a presented token (`parts`)
+ * belongs to: its session id bytes are reused as they are, rather than written
+ * out from the id's text again.
+ */
+export function deriveSuccessorToken(
+  secret: Buffer,
+  parts: RefreshTokenParts,
+  generation: number,
+): DerivedRefreshToken {
+  const prefix = Buffer.alloc(UUID_BYTES + GENERATION_BYTES);
+  parts.prefix.copy(prefix, 0, 0, UUID_BYTES);
+  prefix.writeUInt32BE(generation, UUID_BYTES);
+  return derive(secret, prefix);
+}
+
+function derive(secret: Buffer, prefix: Buffer): DerivedRefreshToken {
   const tokenMac = mac(secret, prefix);
   return { token: Buffer.concat([prefix, tokenMac]).toString('base64url'), known: { prefix, mac: tokenMac } };
 }
@@ -46,9 +65,11 @@ export interface DerivedRefreshToken {
 
 /** Splits a presented token; null when it cannot be one of ours. */
 export function parseRefreshToken(token: string): RefreshTokenParts | null {
-  if (token.length !== TOKEN_CHARS || !/^[A-Za-z0-9_-]+$/.test(token)) return null;
+  if (token.length !== TOKEN_CHARS) return null;
   const bytes = Buffer.from(token, 'base64url');
-  // Re-encoding must give back the same text: rejects padded or non-canonical variants.
+  // Re-encoding must give back the same text. That rejects every character
+  // outside base64url's alphabet (the decoder skips them, or reads `+` and `/`
+  // as `-` and `_`), padding, and non-canonical last characters.
   if (bytes.length !== TOKEN_BYTES || bytes.toString('base64url') !== token) return null;
   const hex = bytes.subarray(0, UUID_BYTES).toString('hex');
   const sessionId = `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;

@@ -8,6 +8,7 @@ import type {
 } from '../repositories/session-repository.js';
 import {
   deriveRefreshToken,
+  deriveSuccessorToken,
   type KnownMac,
   parseRefreshToken,
   type RefreshTokenParts,
@@ -155,7 +156,7 @@ export class SessionService {
           new Date(now),
           this.#idleExpiry(now, session.expiresAt),
         );
-        if (rotated) return this.#success(session.id, session.secret, secret, user, parts.generation + 1);
+        if (rotated) return this.#success(parts, session.secret, secret, user, parts.generation + 1);
         // Another request rotated it first: decide again on the fresh state.
         session = await this.sessions.findById(parts.sessionId);
         if (!session) return { ok: false, reason: 'invalid' };
@@ -164,7 +165,7 @@ export class SessionService {
 
       const withinGrace = now - session.lastRotatedAt.getTime() <= this.policy.refreshReuseGrace * 1000;
       if (parts.generation === session.generation - 1 && withinGrace) {
-        return this.#success(session.id, session.secret, secret, user, session.generation);
+        return this.#success(parts, session.secret, secret, user, session.generation);
       }
       if (parts.generation < session.generation) {
         await this.sessions.revoke(session.id, 'refresh_token_reuse', new Date(now));
@@ -273,11 +274,19 @@ export class SessionService {
     if (!user) return null;
     // Most recently used goes last (the entry may have been replaced meanwhile: keep the newer one).
     if (this.#openedSecrets.get(parts.sessionId) === opened) this.#remember(parts.sessionId, opened);
-    return this.#success(parts.sessionId, opened.sealed, opened.secret, user, parts.generation + 1);
+    return this.#success(parts, opened.sealed, opened.secret, user, parts.generation + 1);
   }
 
-  #success(sessionId: string, sealed: string, secret: Buffer, user: TokenSubject, generation: number): RefreshOutcome {
-    const next = deriveRefreshToken(secret, sessionId, generation);
+  /** `parts` is the presented token: the successor is of its session, at `generation`. */
+  #success(
+    parts: RefreshTokenParts,
+    sealed: string,
+    secret: Buffer,
+    user: TokenSubject,
+    generation: number,
+  ): RefreshOutcome {
+    const { sessionId } = parts;
+    const next = deriveSuccessorToken(secret, parts, generation);
     // The next refresh presents this token: its MAC is then compared, not computed again.
     const opened = this.#openedSecrets.get(sessionId);
     if (opened && opened.sealed === sealed && opened.secret === secret && generation >= opened.generation) {
