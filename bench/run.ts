@@ -102,6 +102,7 @@ async function main(): Promise<void> {
         'each refresh connection keeps its own rotating chain (the token from its previous response)',
         'login flood: password grants on the flood connections, started 1 s before the measured run',
         'each tessera run is paired with a run of its ceiling (alternating which goes first); the ratio is per pair',
+        'each run under a login flood is paired the same way with a run of the same load without it; its p99 is compared per pair',
         'the one-thread argon2id and multi-process sign-only ceilings run last, with no tessera alive',
       ],
     },

@@ -195,11 +195,12 @@ export function renderChart(report: BenchReport): string {
   ];
   const latencyPanel = (endpoint: 'jwks' | 'refresh', x: number, panelWidth: number) => {
     const groups: Group[] = dbs.map((db) => {
-      const idle = db[endpoint];
+      const idle = endpoint === 'jwks' ? db.jwksBesideLoginFlood : db.refreshBesideLoginFlood;
       const flood = endpoint === 'jwks' ? db.jwksUnderLoginFlood : db.refreshUnderLoginFlood;
+      const ratio = db.floodP99Ratios[endpoint];
       return {
         label: DATABASE_NAMES[db.database],
-        sublabel: `req/s ${formatRate(idle.rps.median)} → ${formatRate(flood.rps.median)}`,
+        sublabel: `p99 ×${ratio.median.toFixed(2)} · req/s ${formatRate(idle.rps.median)} → ${formatRate(flood.rps.median)}`,
         bars: [
           { value: idle.p99.median, range: [idle.p99.min, idle.p99.max], series: 0, label: formatMs(idle.p99.median) },
           {

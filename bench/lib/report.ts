@@ -15,6 +15,8 @@ export interface Ratios {
   refresh: Spread;
   /** tessera refreshes/s (median) ÷ the same sign-only server with one process per core (median). */
   refreshVsCluster: number | null;
+  /** p99 under a login flood ÷ p99 of the idle run paired with it, JWKS and refresh; absent in reports before it was paired. */
+  floodP99?: { jwks: Spread; refresh: Spread };
 }
 
 export interface BenchReport {
@@ -54,6 +56,7 @@ export function computeRatios(results: DatabaseResults, extra: ExtraCeilings | n
   return {
     ...results.pairedRatios,
     refreshVsCluster: cluster === null ? null : round(cluster, 3),
+    floodP99: results.floodP99Ratios,
   };
 }
 
@@ -95,6 +98,8 @@ function allMeasurements(report: BenchReport): Measurement[] {
       db.ceilings.signOnly,
       db.jwksUnderLoginFlood,
       db.refreshUnderLoginFlood,
+      db.jwksBesideLoginFlood,
+      db.refreshBesideLoginFlood,
       db.loginBigFlood,
       ...db.scale.map((point) => point.refresh),
     );
@@ -269,17 +274,19 @@ export function markdownReport(report: BenchReport): string {
     floodRows.push([
       'JWKS',
       name,
-      formatMs(db.jwks.p99.median),
-      formatMs(db.jwksUnderLoginFlood.p99.median),
-      `${rate(db.jwks)} → ${rate(db.jwksUnderLoginFlood)}`,
+      p99(db.jwksBesideLoginFlood),
+      p99(db.jwksUnderLoginFlood),
+      ratioText(db.floodP99Ratios.jwks),
+      `${rate(db.jwksBesideLoginFlood)} → ${rate(db.jwksUnderLoginFlood)}`,
       floodRate(db.jwksUnderLoginFlood),
     ]);
     floodRows.push([
       'refresh',
       name,
-      formatMs(db.refresh.p99.median),
-      formatMs(db.refreshUnderLoginFlood.p99.median),
-      `${rate(db.refresh)} → ${rate(db.refreshUnderLoginFlood)}`,
+      p99(db.refreshBesideLoginFlood),
+      p99(db.refreshUnderLoginFlood),
+      ratioText(db.floodP99Ratios.refresh),
+      `${rate(db.refreshBesideLoginFlood)} → ${rate(db.refreshUnderLoginFlood)}`,
       floodRate(db.refreshUnderLoginFlood),
     ]);
   }
@@ -288,8 +295,9 @@ export function markdownReport(report: BenchReport): string {
       [
         `under a login flood (${settings.connections.flood} login conn.)`,
         'database',
-        'p99 ms idle',
+        'p99 ms idle (paired)',
         'p99 ms flood',
+        'p99 flood ÷ idle',
         'req/s idle → flood',
         'flood logins/s',
       ],
@@ -343,7 +351,15 @@ export function markdownReport(report: BenchReport): string {
 
   const problems: string[] = [];
   for (const db of report.databases) {
-    for (const m of [db.jwks, db.login, db.refresh, db.jwksUnderLoginFlood, db.refreshUnderLoginFlood]) {
+    for (const m of [
+      db.jwks,
+      db.login,
+      db.refresh,
+      db.jwksUnderLoginFlood,
+      db.refreshUnderLoginFlood,
+      db.jwksBesideLoginFlood,
+      db.refreshBesideLoginFlood,
+    ]) {
       const f = failures(m);
       if (f) problems.push(`${DATABASE_NAMES[db.database]} ${m.name}: ${f}`);
     }

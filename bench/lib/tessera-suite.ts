@@ -68,6 +68,11 @@ export interface DatabaseResults {
   pairedRatios: PairedRatios;
   jwksUnderLoginFlood: Measurement;
   refreshUnderLoginFlood: Measurement;
+  /** The idle runs each flood run is paired with (the same load, no flood, right before or after it). */
+  jwksBesideLoginFlood: Measurement;
+  refreshBesideLoginFlood: Measurement;
+  /** p99 under the flood ÷ p99 of the idle run beside it, one ratio per pair. */
+  floodP99Ratios: { jwks: Spread; refresh: Spread };
   /** `bigFlood` concurrent login connections: memory stays bounded, the excess gets 503. */
   loginBigFlood: Measurement;
   scale: ScalePoint[];
@@ -120,6 +125,15 @@ async function repeat(
 
 type Once = (seconds: number) => Promise<RunResult & { notes?: Record<string, unknown> }>;
 
+interface PairOptions {
+  /** The figure compared in each pair and its name in the log (default: req/s, tessera's ÷ the ceiling's). */
+  ratio?: { name: string; of: (tessera: RunResult, ceiling: RunResult) => number };
+  /** One unrecorded warm-up run of each side first (default true). */
+  warmup?: boolean;
+}
+
+const rpsRatio = { name: 'req/s', of: (a: RunResult, b: RunResult) => (b.rps > 0 ? a.rps / b.rps : Number.NaN) };
+
 /**
  * Alternates tessera runs with runs of their ceiling (tessera first on even
  * repetitions, the ceiling first on odd ones), after one unrecorded warm-up
@@ -132,10 +146,13 @@ async function paired(
   connections: [number, number],
   tesseraOnce: Once,
   ceilingOnce: Once,
+  { ratio: ratioOf = rpsRatio, warmup = true }: PairOptions = {},
 ): Promise<{ tessera: Measurement; ceiling: Measurement; ratio: Spread }> {
   const { options, log } = context;
-  await tesseraOnce(options.warmupSeconds);
-  await ceilingOnce(options.warmupSeconds);
+  if (warmup) {
+    await tesseraOnce(options.warmupSeconds);
+    await ceilingOnce(options.warmupSeconds);
+  }
   tessera.rss.resetPhase();
   const tesseraRuns: RunResult[] = [];
   const ceilingRuns: RunResult[] = [];
@@ -159,7 +176,8 @@ async function paired(
     if (pair.tessera && pair.ceiling) {
       tesseraRuns.push(pair.tessera);
       ceilingRuns.push(pair.ceiling);
-      if (pair.ceiling.rps > 0) ratios.push(pair.tessera.rps / pair.ceiling.rps);
+      const value = ratioOf.of(pair.tessera, pair.ceiling);
+      if (Number.isFinite(value)) ratios.push(value);
     }
   }
   const measurement = summarize(names[0], connections[0], tesseraRuns);
@@ -167,7 +185,7 @@ async function paired(
   if (notes.length > 0) measurement.notes = { runs: notes };
   const ratio = spread(ratios);
   log(
-    `    ratio ${names[0]} / ${names[1]}: ${ratio.median.toFixed(3)} [${ratio.min.toFixed(3)}–${ratio.max.toFixed(3)}]`,
+    `    ratio ${names[0]} / ${names[1]} (${ratioOf.name}): ${ratio.median.toFixed(3)} [${ratio.min.toFixed(3)}–${ratio.max.toFixed(3)}]`,
   );
   return {
     tessera: measurement,
@@ -205,6 +223,9 @@ async function underLoginFlood(
     flood.stop();
   }
   const floodResult = await flood.done;
+  // The hash that was running when the clients left still finishes (queued ones are dropped):
+  // let it, so that the idle run paired with this one does not share the cores with it.
+  await sleep(1000);
   const { cpuUs: _cpuUs, ...measuredResult } = result;
   return {
     ...measuredResult,
@@ -323,26 +344,31 @@ export async function benchDatabase(
       ceilings.sign,
     );
 
-    log(`  JWKS under a login flood (${connections.flood} login connections)`);
-    const jwksUnderLoginFlood = await repeat(
+    // Each flood run is paired with an idle run of the same load right before or after it, so the
+    // p99 it is compared with comes from the same state of the machine (see README, Performance).
+    const p99Ratio = { name: 'p99', of: (flood: RunResult, idle: RunResult) => flood.p99 / idle.p99 };
+    log(`  JWKS under a login flood (${connections.flood} login connections), paired with idle JWKS runs`);
+    const jwksFlood = await paired(
       context,
       live,
-      'jwks+flood',
-      connections.jwks,
+      ['jwks+flood', 'jwks idle'],
+      [connections.jwks, connections.jwks],
       (s) => underLoginFlood(base, users, connections.flood, () => jwksRun(s)),
-      { warmup: false },
+      jwksRun,
+      { ratio: p99Ratio, warmup: false },
     );
-    log(`  refresh under a login flood (${connections.flood} login connections)`);
-    const refreshUnderLoginFlood = await repeat(
+    log(`  refresh under a login flood (${connections.flood} login connections), paired with idle refresh runs`);
+    const refreshFlood = await paired(
       context,
       live,
-      'refresh+flood',
-      connections.refresh,
+      ['refresh+flood', 'refresh idle'],
+      [connections.refresh, connections.refresh],
       async (s) => {
         const tokens = await prepareChains();
         return underLoginFlood(base, users, connections.flood, () => refreshRun(s, tokens));
       },
-      { warmup: false },
+      (s) => refreshRun(s),
+      { ratio: p99Ratio, warmup: false },
     );
     log(`  ${connections.bigFlood} concurrent login connections (memory)`);
     const loginBigFlood = await repeat(
@@ -490,8 +516,11 @@ export async function benchDatabase(
       refresh: refreshPair.tessera,
       ceilings: { bareJwks: jwks.ceiling, argon2: loginPair.ceiling, signOnly: refreshPair.ceiling },
       pairedRatios: { jwks: jwks.ratio, login: loginPair.ratio, refresh: refreshPair.ratio },
-      jwksUnderLoginFlood,
-      refreshUnderLoginFlood,
+      jwksUnderLoginFlood: jwksFlood.tessera,
+      refreshUnderLoginFlood: refreshFlood.tessera,
+      jwksBesideLoginFlood: jwksFlood.ceiling,
+      refreshBesideLoginFlood: refreshFlood.ceiling,
+      floodP99Ratios: { jwks: jwksFlood.ratio, refresh: refreshFlood.ratio },
       loginBigFlood,
       scale,
       peakRssMiB,
