@@ -137,7 +137,9 @@ const rpsRatio = { name: 'req/s', of: (a: RunResult, b: RunResult) => (b.rps > 0
 /**
  * Alternates tessera runs with runs of their ceiling (tessera first on even
  * repetitions, the ceiling first on odd ones), after one unrecorded warm-up
- * of each, and returns both measurements and the ratio of each pair.
+ * of each unless `warmup` is false, and returns both measurements and the
+ * ratio of each pair (of req/s unless `ratio` says otherwise). The "ceiling"
+ * can be any reference run: the flood runs are paired with idle ones.
  */
 async function paired(
   context: SuiteContext,
