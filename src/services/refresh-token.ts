@@ -40,10 +40,7 @@ export function deriveSuccessorToken(
   parts: RefreshTokenParts,
   generation: number,
 ): DerivedRefreshToken {
-  const prefix = Buffer.alloc(UUID_BYTES + GENERATION_BYTES);
-  parts.prefix.copy(prefix, 0, 0, UUID_BYTES);
-  prefix.writeUInt32BE(generation, UUID_BYTES);
-  return derive(secret, prefix);
+  return derive(secret, tokenPrefix(parts.prefix, generation));
 }
 
 function derive(secret: Buffer, prefix: Buffer): DerivedRefreshToken {
@@ -92,9 +89,14 @@ export function refreshTokenMatches(secret: Buffer, parts: RefreshTokenParts, kn
   return timingSafeEqual(expected, parts.mac);
 }
 
-function tokenPrefix(sessionId: string, generation: number): Buffer {
+/**
+ * Session id ‖ generation. The id is its UUID text, or the bytes of a token
+ * prefix that starts with it (a presented token's, copied as they are).
+ */
+function tokenPrefix(sessionId: string | Buffer, generation: number): Buffer {
   const prefix = Buffer.alloc(UUID_BYTES + GENERATION_BYTES);
-  prefix.write(sessionId.replaceAll('-', ''), 0, UUID_BYTES, 'hex');
+  if (typeof sessionId === 'string') prefix.write(sessionId.replaceAll('-', ''), 0, UUID_BYTES, 'hex');
+  else sessionId.copy(prefix, 0, 0, UUID_BYTES);
   prefix.writeUInt32BE(generation, UUID_BYTES);
   return prefix;
 }
