@@ -271,11 +271,16 @@ interface BodySpec {
   payload: string | Buffer | undefined;
 }
 
+/**
+ * Form-encodes generated fields; a non-string value goes as its JSON text. Not `String(value)`:
+ * `fc.jsonValue` can make `{ "toString": 0 }`, which `String` cannot convert (it throws).
+ */
 function formEncode(fields: Record<string, unknown>): string {
+  const text = (value: unknown) => (typeof value === 'string' ? value : (JSON.stringify(value) ?? ''));
   const params = new URLSearchParams();
   for (const [key, value] of Object.entries(fields)) {
-    if (Array.isArray(value)) for (const item of value) params.append(key, String(item));
-    else params.append(key, typeof value === 'string' ? value : (JSON.stringify(value) ?? ''));
+    if (Array.isArray(value)) for (const item of value) params.append(key, text(item));
+    else params.append(key, text(value));
   }
   return params.toString();
 }
