@@ -95,7 +95,10 @@ export function parseOptions(argv: string[]): BenchOptions {
     sqliteOnly: argv.includes('--sqlite-only'),
     profile: argv.includes('--profile'),
     updateReadme: argv.includes('--update-readme'),
-    repetitions: positiveInteger('BENCH_REPETITIONS', quick ? 1 : 3),
+    // Five pairs, not three: on a shared machine the same process's CPU per
+    // response can move by ~30 % from one 5 s run to the next, and a median of
+    // three pairs can follow one such swing (README, Where this stands).
+    repetitions: positiveInteger('BENCH_REPETITIONS', quick ? 1 : 5),
     seconds: positiveInteger('BENCH_SECONDS', quick ? 3 : 5),
     // V8 takes ~4 s of a saturating load to optimize the refresh path (its
     // compiler threads get what the event loop and the load generator leave).
