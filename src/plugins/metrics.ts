@@ -4,12 +4,13 @@ import fp from 'fastify-plugin';
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 import type { Config } from '../config.js';
 import { ProblemError } from '../errors.js';
+import { type HistogramSeries, RequestHistogram } from '../telemetry/request-histogram.js';
 
 declare module 'fastify' {
   interface FastifyInstance {
     metrics: Registry;
     /** The request-latency histogram's series for one route, method and status (for requests served outside Fastify's hooks). */
-    httpRequestTimer(route: string, method: string, status: number): { observe(seconds: number): void };
+    httpRequestTimer(route: string, method: string, status: number): HistogramSeries;
   }
 }
 
@@ -31,7 +32,7 @@ export default fp(
     const registry = new Registry();
     collectDefaultMetrics({ register: registry, prefix: 'tessera_' });
 
-    const requests = new Histogram({
+    const requests = new RequestHistogram({
       name: 'tessera_http_request_duration_seconds',
       help: 'HTTP request latency by route, method and status',
       labelNames: ['method', 'route', 'status_code'],
@@ -120,10 +121,10 @@ export default fp(
     hasher.onHashed = (seconds, kind) => hashDuration.observe({ kind }, seconds);
     app.audit.onRecord = (type) => auditEvents.inc({ type });
 
-    // The histogram's child per (route, method, status), so a request does not
-    // build and hash a label set: prom-client does that on every labelled observe().
-    const requestTimers = new Map<string, Map<string, Map<number, { observe(value: number): void }>>>();
-    const requestTimer = (route: string, method: string, status: number) => {
+    // The series per (route, method, status), resolved once, so a request
+    // neither builds nor looks up a label set.
+    const requestTimers = new Map<string, Map<string, Map<number, HistogramSeries>>>();
+    const requestTimer = (route: string, method: string, status: number): HistogramSeries => {
       let byMethod = requestTimers.get(route);
       if (!byMethod) {
         byMethod = new Map();
@@ -136,7 +137,7 @@ export default fp(
       }
       let timer = byStatus.get(status);
       if (!timer) {
-        timer = requests.labels({ method, route, status_code: String(status) });
+        timer = requests.series(method, route, String(status));
         byStatus.set(status, timer);
       }
       return timer;
