@@ -52,10 +52,13 @@ export default fp(
     const cacheControl = discoveryCacheControl(config);
     const timer = app.httpRequestTimer(JWKS_PATH, 'GET', 200);
     let document: JwksDocument | null = null;
-    // Prepared once per key set: the body's bytes, and the headers after the
-    // request id as a flat [name, value, ...] list for writeHead (one call,
-    // no per-header setHeader bookkeeping).
-    let body = Buffer.alloc(0);
+    // Prepared once per key set: the body, and the headers after the request
+    // id as a flat [name, value, ...] list for writeHead (one call, no
+    // per-header setHeader bookkeeping). The body stays a string: Node joins a
+    // string body to the header block and writes both at once, where a Buffer
+    // body goes out as a second chunk of a writev (~3,000 more instructions a
+    // response, counted with callgrind).
+    let body = '';
     let headers: string[] = [];
 
     const handle = (request: IncomingMessage, response: ServerResponse): boolean => {
@@ -64,7 +67,7 @@ export default fp(
       const current = app.keyStore.jwks;
       if (current !== document) {
         document = current;
-        body = Buffer.from(current.body);
+        body = current.body;
         headers = [
           // The order Fastify's route sends them in: the request id first (its slot is filled per request).
           'x-request-id',
@@ -77,7 +80,7 @@ export default fp(
           'content-type',
           JWKS_CONTENT_TYPE,
           'content-length',
-          String(body.length),
+          String(Buffer.byteLength(body)),
         ];
       }
       headers[1] = requestIdFor(request);
