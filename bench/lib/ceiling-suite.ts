@@ -12,11 +12,17 @@ import type { SuiteContext, TesseraSample } from './tessera-suite.js';
  * in Node doing only the work they cannot avoid. The servers stay up (idle)
  * for the whole benchmark so that each tessera run can be paired with a
  * ceiling run right after it: background load that drifts over minutes then
- * moves both figures of a pair alike, and the ratio stays meaningful.
+ * moves both figures of a pair alike, and the ratio stays meaningful. The
+ * JWKS ceiling is the exception: a new process for every pair (`freshJwks`).
  */
 export interface Ceilings {
-  /** Bare Fastify answering the same JWKS bytes, one process. */
-  jwks(seconds: number): Promise<RunResult>;
+  /**
+   * Starts a new bare Fastify process answering the same JWKS bytes. The JWKS
+   * pairs take a fresh one each (see `pairedFreshProcesses`): what a fetch
+   * costs depends on how V8 optimized Node's own per-response code in that
+   * process, so one process is one draw.
+   */
+  freshJwks(name: string): Promise<FreshServer>;
   /** argon2id verifications/s in process, no HTTP, at the service's HASH_CONCURRENCY (one per core but one). */
   argon2(seconds: number): Promise<RunResult>;
   /** The same, one at a time: the one-core figure. */
@@ -25,6 +31,13 @@ export interface Ceilings {
   sign(seconds: number): Promise<RunResult>;
   /** The same under node:cluster, one process per core: the multi-core ceiling. */
   signCluster(seconds: number): Promise<RunResult>;
+  stop(): Promise<void>;
+}
+
+/** A server process started for one pair of runs, stopped after it. */
+export interface FreshServer {
+  pid: number;
+  run(seconds: number): Promise<RunResult>;
   stop(): Promise<void>;
 }
 
@@ -52,11 +65,6 @@ export async function startCeilings(context: SuiteContext, sample: TesseraSample
   const { connections } = options;
   const servers: ChildServer[] = [];
   try {
-    const jwksServer = await startCeilingServer(context, 'bare-jwks', {
-      BENCH_SERVER: 'jwks',
-      BENCH_JWKS: sample.jwks,
-    });
-    servers.push(jwksServer);
     const signEnv = { BENCH_SERVER: 'sign', BENCH_CLAIMS: JSON.stringify(sample.claims) };
     const signServer = await startCeilingServer(context, 'sign-only-1', signEnv);
     servers.push(signServer);
@@ -74,14 +82,21 @@ export async function startCeilings(context: SuiteContext, sample: TesseraSample
       });
     };
     return {
-      jwks: (seconds) =>
-        runLoad({
-          url: jwksServer.url,
-          path: '/.well-known/jwks.json',
-          connections: connections.jwks,
-          duration: seconds,
-          servicePid: jwksServer.pid,
-        }),
+      async freshJwks(name) {
+        const server = await startCeilingServer(context, name, { BENCH_SERVER: 'jwks', BENCH_JWKS: sample.jwks });
+        return {
+          pid: server.pid,
+          run: (seconds) =>
+            runLoad({
+              url: server.url,
+              path: '/.well-known/jwks.json',
+              connections: connections.jwks,
+              duration: seconds,
+              servicePid: server.pid,
+            }),
+          stop: () => server.stop(),
+        };
+      },
       argon2: (seconds) => argon2Run(ARGON2, options.hashConcurrency, seconds),
       argon2OneThread: (seconds) => argon2Run(ARGON2, 1, seconds),
       sign: (seconds) => signRun(signServer, seconds),

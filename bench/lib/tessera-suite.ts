@@ -196,6 +196,76 @@ async function paired(
   };
 }
 
+/** One side of a pair of fresh processes: its runs, the process (for its RSS) and how to stop it. */
+interface FreshSide {
+  run: Once;
+  rss?: Tessera['rss'];
+  stop(): Promise<void>;
+}
+
+/**
+ * Like `paired`, but each pair runs against a new process of each side,
+ * started for it (with its own unrecorded warm-up) and stopped after it. For
+ * figures whose cost per request depends on the process itself: on Node 20 a
+ * JWKS fetch's cost moves by about a third with the state V8 settles in a
+ * process's first seconds (README, Performance, JWKS), so pairs against one
+ * process each measure one draw of that state, not the code.
+ */
+async function pairedFreshProcesses(
+  context: SuiteContext,
+  names: [string, string],
+  connections: [number, number],
+  startTesseraSide: (pair: number) => Promise<FreshSide>,
+  startCeilingSide: (pair: number) => Promise<FreshSide>,
+): Promise<{ tessera: Measurement; ceiling: Measurement; ratio: Spread }> {
+  const { options, log } = context;
+  const tesseraRuns: RunResult[] = [];
+  const ceilingRuns: RunResult[] = [];
+  const ratios: number[] = [];
+  let rssPeakMiB = 0;
+  for (let i = 0; i < options.repetitions; i += 1) {
+    const sides: Partial<Record<'tessera' | 'ceiling', FreshSide>> = {};
+    try {
+      sides.tessera = await startTesseraSide(i);
+      sides.ceiling = await startCeilingSide(i);
+      await sides.tessera.run(options.warmupSeconds);
+      await sides.ceiling.run(options.warmupSeconds);
+      sides.tessera.rss?.resetPhase();
+      const order = i % 2 === 0 ? (['tessera', 'ceiling'] as const) : (['ceiling', 'tessera'] as const);
+      const pair: Partial<Record<'tessera' | 'ceiling', RunResult>> = {};
+      for (const side of order) {
+        const { notes: _notes, ...run } = await (sides[side] as FreshSide).run(options.seconds);
+        pair[side] = run;
+        log(
+          `    ${side === 'tessera' ? names[0] : names[1]} #${i + 1} (new process): ${run.rps} /s, p50 ${run.p50} ms, p99 ${run.p99} ms` +
+            (run.non2xx || run.errors ? `, statuses ${JSON.stringify(run.statusCodes)}, errors ${run.errors}` : ''),
+        );
+      }
+      rssPeakMiB = Math.max(rssPeakMiB, sides.tessera.rss?.phasePeakMiB ?? 0);
+      if (pair.tessera && pair.ceiling) {
+        tesseraRuns.push(pair.tessera);
+        ceilingRuns.push(pair.ceiling);
+        const value = rpsRatio.of(pair.tessera, pair.ceiling);
+        if (Number.isFinite(value)) ratios.push(value);
+      }
+    } finally {
+      await Promise.all([sides.tessera?.stop(), sides.ceiling?.stop()]);
+    }
+  }
+  const measurement = summarize(names[0], connections[0], tesseraRuns);
+  measurement.rssPeakMiB = round(rssPeakMiB, 1);
+  measurement.notes = { freshProcessPerPair: true };
+  const ratio = spread(ratios);
+  log(
+    `    ratio ${names[0]} / ${names[1]} (req/s): ${ratio.median.toFixed(3)} [${ratio.min.toFixed(3)}–${ratio.max.toFixed(3)}]`,
+  );
+  return {
+    tessera: measurement,
+    ceiling: summarize(names[1], connections[1], ceilingRuns),
+    ratio: { median: round(ratio.median, 3), min: round(ratio.min, 3), max: round(ratio.max, 3) },
+  };
+}
+
 /**
  * Starts a login flood (password grants on `connections` connections), waits
  * a second for the hash queue to fill, runs `measured`, then stops the flood.
@@ -318,14 +388,54 @@ export async function benchDatabase(
     const refreshRun = refreshRunOn(live, users);
 
     const ceilings = await ceilingsFor(sample);
-    log('  JWKS, paired with bare Fastify serving the same bytes');
-    const jwks = await paired(
+    log('  JWKS, paired with bare Fastify serving the same bytes (a new process of each for every pair)');
+    // A new tessera beside the live one: on PostgreSQL on the same database (several instances on one
+    // database is the scale-out setup; the same key-encryption secret opens its keys), on SQLite with
+    // its own file. The JWKS does not touch the database either way.
+    const freshTessera = async (pair: number): Promise<FreshSide> => {
+      const freshDir = mkdtempSync(join(tmpdir(), `tessera-bench-${kind}-jwks-`));
+      const secret = live.env.KEY_ENCRYPTION_SECRET;
+      let instance: Tessera | undefined;
+      const stop = async () => {
+        await instance?.stop().catch((error: unknown) => log(`  could not stop a tessera: ${String(error)}`));
+        rmSync(freshDir, { recursive: true, force: true });
+      };
+      try {
+        instance = await startTessera({
+          root: context.root,
+          databaseUrl: postgres ? databaseUrl : `file:${join(freshDir, 'tessera.db')}`,
+          dataDir: freshDir,
+          logFile: join(context.tmpDir, `tessera-${kind}-jwks-${pair + 1}.log`),
+          mallocArenaMax: options.mallocArenaMax,
+          hashThreadNice: options.hashThreadNice,
+          hashThreadIdle: options.hashThreadIdle,
+          ...(postgres && secret ? { extraEnv: { KEY_ENCRYPTION_SECRET: secret } } : {}),
+        });
+        const target = instance;
+        return {
+          run: (seconds) =>
+            runLoad({
+              ...base,
+              url: target.url,
+              servicePid: target.pid,
+              path: '/.well-known/jwks.json',
+              connections: connections.jwks,
+              duration: seconds,
+            }),
+          rss: target.rss,
+          stop,
+        };
+      } catch (error) {
+        await stop();
+        throw error;
+      }
+    };
+    const jwks = await pairedFreshProcesses(
       context,
-      live,
       ['jwks', 'bare jwks'],
       [connections.jwks, connections.jwks],
-      jwksRun,
-      ceilings.jwks,
+      freshTessera,
+      (pair) => ceilings.freshJwks(`bare-jwks-${kind}-${pair + 1}`),
     );
     log(`  logins (password grant), paired with raw argon2id verifies x${options.hashConcurrency}`);
     const loginPair = await paired(
