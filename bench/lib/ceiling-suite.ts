@@ -4,7 +4,7 @@ import { argon2Run } from './argon2-ceiling.js';
 import { baseEnv, type ChildServer, freePort, startChild } from './child.js';
 import { type Measurement, type RunResult, runLoad, runRefreshChains, summarize } from './load.js';
 import { ARGON2 } from './tessera.js';
-import type { SuiteContext, TesseraSample } from './tessera-suite.js';
+import type { FreshSide, SuiteContext, TesseraSample } from './tessera-suite.js';
 
 /**
  * The ceilings tessera is compared with, on the same machine with the same
@@ -22,7 +22,7 @@ export interface Ceilings {
    * costs depends on how V8 optimized Node's own per-response code in that
    * process, so one process is one draw.
    */
-  freshJwks(name: string): Promise<FreshServer>;
+  freshJwks(name: string): Promise<FreshSide>;
   /** argon2id verifications/s in process, no HTTP, at the service's HASH_CONCURRENCY (one per core but one). */
   argon2(seconds: number): Promise<RunResult>;
   /** The same, one at a time: the one-core figure. */
@@ -31,13 +31,6 @@ export interface Ceilings {
   sign(seconds: number): Promise<RunResult>;
   /** The same under node:cluster, one process per core: the multi-core ceiling. */
   signCluster(seconds: number): Promise<RunResult>;
-  stop(): Promise<void>;
-}
-
-/** A server process started for one pair of runs, stopped after it. */
-export interface FreshServer {
-  pid: number;
-  run(seconds: number): Promise<RunResult>;
   stop(): Promise<void>;
 }
 
@@ -85,7 +78,6 @@ export async function startCeilings(context: SuiteContext, sample: TesseraSample
       async freshJwks(name) {
         const server = await startCeilingServer(context, name, { BENCH_SERVER: 'jwks', BENCH_JWKS: sample.jwks });
         return {
-          pid: server.pid,
           run: (seconds) =>
             runLoad({
               url: server.url,

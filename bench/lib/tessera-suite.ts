@@ -26,7 +26,7 @@ import {
   sqliteFile,
 } from './seed.js';
 import { round, type Spread, spread } from './stats.js';
-import { startTessera, type Tessera } from './tessera.js';
+import { startTessera, type Tessera, type TesseraOptions } from './tessera.js';
 
 export type DatabaseKind = 'sqlite' | 'postgres';
 
@@ -134,6 +134,80 @@ interface PairOptions {
 
 const rpsRatio = { name: 'req/s', of: (a: RunResult, b: RunResult) => (b.rps > 0 ? a.rps / b.rps : Number.NaN) };
 
+/** What one pair of runs runs against (see `runPairs`). */
+interface PairSides {
+  tessera: Once;
+  ceiling: Once;
+  /** The tessera process's RSS sampler, its phase reset after any warm-up. */
+  rss: Tessera['rss'];
+  /** Called after the pair (stops processes started for it). */
+  stop(): Promise<void>;
+}
+
+/**
+ * Runs `options.repetitions` pairs, each against the sides `sidesFor` gives
+ * it (warmed up and with the RSS phase reset), tessera first on even pairs
+ * and the ceiling first on odd ones, and returns both measurements and the
+ * ratio of each pair.
+ */
+async function runPairs(
+  context: SuiteContext,
+  names: [string, string],
+  connections: [number, number],
+  sidesFor: (pair: number) => Promise<PairSides>,
+  ratioOf: { name: string; of: (tessera: RunResult, ceiling: RunResult) => number },
+  { runLabel = '', measurementNotes = {} }: { runLabel?: string; measurementNotes?: Record<string, unknown> } = {},
+): Promise<{ tessera: Measurement; ceiling: Measurement; ratio: Spread }> {
+  const { options, log } = context;
+  const tesseraRuns: RunResult[] = [];
+  const ceilingRuns: RunResult[] = [];
+  const ratios: number[] = [];
+  const notes: Record<string, unknown>[] = [];
+  let rssPeakMiB = 0;
+  const describe = (name: string, i: number, run: RunResult, runNotes?: Record<string, unknown>) =>
+    log(
+      `    ${name} #${i + 1}${runLabel}: ${run.rps} /s, p50 ${run.p50} ms, p99 ${run.p99} ms` +
+        (run.non2xx || run.errors ? `, statuses ${JSON.stringify(run.statusCodes)}, errors ${run.errors}` : '') +
+        (runNotes ? ` ${JSON.stringify(runNotes)}` : ''),
+    );
+  for (let i = 0; i < options.repetitions; i += 1) {
+    const sides = await sidesFor(i);
+    try {
+      const order = i % 2 === 0 ? (['tessera', 'ceiling'] as const) : (['ceiling', 'tessera'] as const);
+      const pair: Partial<Record<'tessera' | 'ceiling', RunResult>> = {};
+      for (const side of order) {
+        const { notes: runNotes, ...run } = await sides[side](options.seconds);
+        pair[side] = run;
+        if (side === 'tessera' && runNotes) notes.push(runNotes);
+        describe(side === 'tessera' ? names[0] : names[1], i, run, runNotes);
+      }
+      // One process's phase peak only grows, so over fresh processes this is the largest of theirs.
+      rssPeakMiB = Math.max(rssPeakMiB, sides.rss.phasePeakMiB);
+      if (pair.tessera && pair.ceiling) {
+        tesseraRuns.push(pair.tessera);
+        ceilingRuns.push(pair.ceiling);
+        const value = ratioOf.of(pair.tessera, pair.ceiling);
+        if (Number.isFinite(value)) ratios.push(value);
+      }
+    } finally {
+      await sides.stop();
+    }
+  }
+  const measurement = summarize(names[0], connections[0], tesseraRuns);
+  measurement.rssPeakMiB = round(rssPeakMiB, 1);
+  const allNotes = { ...measurementNotes, ...(notes.length > 0 ? { runs: notes } : {}) };
+  if (Object.keys(allNotes).length > 0) measurement.notes = allNotes;
+  const ratio = spread(ratios);
+  log(
+    `    ratio ${names[0]} / ${names[1]} (${ratioOf.name}): ${ratio.median.toFixed(3)} [${ratio.min.toFixed(3)}–${ratio.max.toFixed(3)}]`,
+  );
+  return {
+    tessera: measurement,
+    ceiling: summarize(names[1], connections[1], ceilingRuns),
+    ratio: { median: round(ratio.median, 3), min: round(ratio.min, 3), max: round(ratio.max, 3) },
+  };
+}
+
 /**
  * Alternates tessera runs with runs of their ceiling (tessera first on even
  * repetitions, the ceiling first on odd ones), after one unrecorded warm-up
@@ -150,120 +224,73 @@ async function paired(
   ceilingOnce: Once,
   { ratio: ratioOf = rpsRatio, warmup = true }: PairOptions = {},
 ): Promise<{ tessera: Measurement; ceiling: Measurement; ratio: Spread }> {
-  const { options, log } = context;
-  if (warmup) {
-    await tesseraOnce(options.warmupSeconds);
-    await ceilingOnce(options.warmupSeconds);
-  }
-  tessera.rss.resetPhase();
-  const tesseraRuns: RunResult[] = [];
-  const ceilingRuns: RunResult[] = [];
-  const ratios: number[] = [];
-  const notes: Record<string, unknown>[] = [];
-  const describe = (name: string, i: number, run: RunResult, runNotes?: Record<string, unknown>) =>
-    log(
-      `    ${name} #${i + 1}: ${run.rps} /s, p50 ${run.p50} ms, p99 ${run.p99} ms` +
-        (run.non2xx || run.errors ? `, statuses ${JSON.stringify(run.statusCodes)}, errors ${run.errors}` : '') +
-        (runNotes ? ` ${JSON.stringify(runNotes)}` : ''),
-    );
-  for (let i = 0; i < options.repetitions; i += 1) {
-    const order = i % 2 === 0 ? (['tessera', 'ceiling'] as const) : (['ceiling', 'tessera'] as const);
-    const pair: Partial<Record<'tessera' | 'ceiling', RunResult>> = {};
-    for (const side of order) {
-      const { notes: runNotes, ...run } = await (side === 'tessera' ? tesseraOnce : ceilingOnce)(options.seconds);
-      pair[side] = run;
-      if (side === 'tessera' && runNotes) notes.push(runNotes);
-      describe(side === 'tessera' ? names[0] : names[1], i, run, runNotes);
+  const { options } = context;
+  const sides: PairSides = { tessera: tesseraOnce, ceiling: ceilingOnce, rss: tessera.rss, stop: async () => {} };
+  let ready = false;
+  const sidesFor = async () => {
+    if (!ready) {
+      if (warmup) {
+        await tesseraOnce(options.warmupSeconds);
+        await ceilingOnce(options.warmupSeconds);
+      }
+      tessera.rss.resetPhase();
+      ready = true;
     }
-    if (pair.tessera && pair.ceiling) {
-      tesseraRuns.push(pair.tessera);
-      ceilingRuns.push(pair.ceiling);
-      const value = ratioOf.of(pair.tessera, pair.ceiling);
-      if (Number.isFinite(value)) ratios.push(value);
-    }
-  }
-  const measurement = summarize(names[0], connections[0], tesseraRuns);
-  measurement.rssPeakMiB = round(tessera.rss.phasePeakMiB, 1);
-  if (notes.length > 0) measurement.notes = { runs: notes };
-  const ratio = spread(ratios);
-  log(
-    `    ratio ${names[0]} / ${names[1]} (${ratioOf.name}): ${ratio.median.toFixed(3)} [${ratio.min.toFixed(3)}–${ratio.max.toFixed(3)}]`,
-  );
-  return {
-    tessera: measurement,
-    ceiling: summarize(names[1], connections[1], ceilingRuns),
-    ratio: { median: round(ratio.median, 3), min: round(ratio.min, 3), max: round(ratio.max, 3) },
+    return sides;
   };
+  return runPairs(context, names, connections, sidesFor, ratioOf);
 }
 
-/** One side of a pair of fresh processes: its runs, the process (for its RSS) and how to stop it. */
-interface FreshSide {
+/** A process started for one pair of runs: its runs, its RSS sampler if it is a tessera, how to stop it. */
+export interface FreshSide {
   run: Once;
   rss?: Tessera['rss'];
   stop(): Promise<void>;
 }
 
 /**
- * Like `paired`, but each pair runs against a new process of each side,
- * started for it (with its own unrecorded warm-up) and stopped after it. For
- * figures whose cost per request depends on the process itself: on Node 20 a
- * JWKS fetch's cost moves by about a third with the state V8 settles in a
- * process's first seconds (README, Performance, JWKS), so pairs against one
- * process each measure one draw of that state, not the code.
+ * Like `paired` (req/s), but each pair runs against a new process of each
+ * side, started for it (with its own unrecorded warm-up) and stopped after
+ * it. For figures whose cost per request depends on the process itself: on
+ * Node 20 a JWKS fetch's cost moves by about a third with the state V8
+ * settles in a process's first seconds (README, Performance, JWKS), so pairs
+ * against one process each measure one draw of that state, not the code.
  */
 async function pairedFreshProcesses(
   context: SuiteContext,
   names: [string, string],
   connections: [number, number],
-  startTesseraSide: (pair: number) => Promise<FreshSide>,
+  startTesseraSide: (pair: number) => Promise<FreshSide & { rss: Tessera['rss'] }>,
   startCeilingSide: (pair: number) => Promise<FreshSide>,
 ): Promise<{ tessera: Measurement; ceiling: Measurement; ratio: Spread }> {
-  const { options, log } = context;
-  const tesseraRuns: RunResult[] = [];
-  const ceilingRuns: RunResult[] = [];
-  const ratios: number[] = [];
-  let rssPeakMiB = 0;
-  for (let i = 0; i < options.repetitions; i += 1) {
-    const sides: Partial<Record<'tessera' | 'ceiling', FreshSide>> = {};
+  const { options } = context;
+  const sidesFor = async (pair: number): Promise<PairSides> => {
+    const started: FreshSide[] = [];
     try {
-      sides.tessera = await startTesseraSide(i);
-      sides.ceiling = await startCeilingSide(i);
-      await sides.tessera.run(options.warmupSeconds);
-      await sides.ceiling.run(options.warmupSeconds);
-      sides.tessera.rss?.resetPhase();
-      const order = i % 2 === 0 ? (['tessera', 'ceiling'] as const) : (['ceiling', 'tessera'] as const);
-      const pair: Partial<Record<'tessera' | 'ceiling', RunResult>> = {};
-      for (const side of order) {
-        const { notes: _notes, ...run } = await (sides[side] as FreshSide).run(options.seconds);
-        pair[side] = run;
-        log(
-          `    ${side === 'tessera' ? names[0] : names[1]} #${i + 1} (new process): ${run.rps} /s, p50 ${run.p50} ms, p99 ${run.p99} ms` +
-            (run.non2xx || run.errors ? `, statuses ${JSON.stringify(run.statusCodes)}, errors ${run.errors}` : ''),
-        );
-      }
-      rssPeakMiB = Math.max(rssPeakMiB, sides.tessera.rss?.phasePeakMiB ?? 0);
-      if (pair.tessera && pair.ceiling) {
-        tesseraRuns.push(pair.tessera);
-        ceilingRuns.push(pair.ceiling);
-        const value = rpsRatio.of(pair.tessera, pair.ceiling);
-        if (Number.isFinite(value)) ratios.push(value);
-      }
-    } finally {
-      await Promise.all([sides.tessera?.stop(), sides.ceiling?.stop()]);
+      const tessera = await startTesseraSide(pair);
+      started.push(tessera);
+      const ceiling = await startCeilingSide(pair);
+      started.push(ceiling);
+      await tessera.run(options.warmupSeconds);
+      await ceiling.run(options.warmupSeconds);
+      tessera.rss.resetPhase();
+      return {
+        tessera: tessera.run,
+        ceiling: ceiling.run,
+        rss: tessera.rss,
+        stop: async () => {
+          await Promise.all(started.map((side) => side.stop()));
+        },
+      };
+    } catch (error) {
+      await Promise.all(started.map((side) => side.stop()));
+      throw error;
     }
-  }
-  const measurement = summarize(names[0], connections[0], tesseraRuns);
-  measurement.rssPeakMiB = round(rssPeakMiB, 1);
-  measurement.notes = { freshProcessPerPair: true };
-  const ratio = spread(ratios);
-  log(
-    `    ratio ${names[0]} / ${names[1]} (req/s): ${ratio.median.toFixed(3)} [${ratio.min.toFixed(3)}–${ratio.max.toFixed(3)}]`,
-  );
-  return {
-    tessera: measurement,
-    ceiling: summarize(names[1], connections[1], ceilingRuns),
-    ratio: { median: round(ratio.median, 3), min: round(ratio.min, 3), max: round(ratio.max, 3) },
   };
+  return runPairs(context, names, connections, sidesFor, rpsRatio, {
+    runLabel: ' (new process)',
+    measurementNotes: { freshProcessPerPair: true },
+  });
 }
 
 /**
@@ -325,20 +352,28 @@ export async function benchDatabase(
   const dataDir = mkdtempSync(join(tmpdir(), `tessera-bench-${kind}-`));
   const postgres = kind === 'postgres' ? await createPostgresDatabase() : null;
   const databaseUrl = postgres ? postgres.url : `file:${join(dataDir, 'tessera.db')}`;
+  /** A tessera with the run's settings, on `url` and `dir`, logging to `<tmp>/<logName>.log`. */
+  const startInstance = (url: string, dir: string, logName: string, extra: Partial<TesseraOptions> = {}) =>
+    startTessera({
+      root: context.root,
+      databaseUrl: url,
+      dataDir: dir,
+      logFile: join(context.tmpDir, `${logName}.log`),
+      mallocArenaMax: options.mallocArenaMax,
+      hashThreadNice: options.hashThreadNice,
+      hashThreadIdle: options.hashThreadIdle,
+      ...extra,
+    });
   let tessera: Tessera | undefined;
   try {
     log(`\n== tessera on ${kind === 'sqlite' ? 'SQLite' : `PostgreSQL (${postgres?.name})`}`);
     const startedAt = performance.now();
-    tessera = await startTessera({
-      root: context.root,
+    tessera = await startInstance(
       databaseUrl,
       dataDir,
-      logFile: join(context.tmpDir, `tessera-${kind}.log`),
-      mallocArenaMax: options.mallocArenaMax,
-      hashThreadNice: options.hashThreadNice,
-      hashThreadIdle: options.hashThreadIdle,
-      ...(options.profile ? { cpuProfileDir: join(context.tmpDir, 'profiles', kind) } : {}),
-    });
+      `tessera-${kind}`,
+      options.profile ? { cpuProfileDir: join(context.tmpDir, 'profiles', kind) } : {},
+    );
     const startupSeconds = round((performance.now() - startedAt) / 1000, 2);
     const url = tessera.url;
     log(`  ready in ${startupSeconds} s at ${url} (pid ${tessera.pid})`);
@@ -392,7 +427,7 @@ export async function benchDatabase(
     // A new tessera beside the live one: on PostgreSQL on the same database (several instances on one
     // database is the scale-out setup; the same key-encryption secret opens its keys), on SQLite with
     // its own file. The JWKS does not touch the database either way.
-    const freshTessera = async (pair: number): Promise<FreshSide> => {
+    const freshTessera = async (pair: number): Promise<FreshSide & { rss: Tessera['rss'] }> => {
       const freshDir = mkdtempSync(join(tmpdir(), `tessera-bench-${kind}-jwks-`));
       const secret = live.env.KEY_ENCRYPTION_SECRET;
       let instance: Tessera | undefined;
@@ -401,16 +436,12 @@ export async function benchDatabase(
         rmSync(freshDir, { recursive: true, force: true });
       };
       try {
-        instance = await startTessera({
-          root: context.root,
-          databaseUrl: postgres ? databaseUrl : `file:${join(freshDir, 'tessera.db')}`,
-          dataDir: freshDir,
-          logFile: join(context.tmpDir, `tessera-${kind}-jwks-${pair + 1}.log`),
-          mallocArenaMax: options.mallocArenaMax,
-          hashThreadNice: options.hashThreadNice,
-          hashThreadIdle: options.hashThreadIdle,
-          ...(postgres && secret ? { extraEnv: { KEY_ENCRYPTION_SECRET: secret } } : {}),
-        });
+        instance = await startInstance(
+          postgres ? databaseUrl : `file:${join(freshDir, 'tessera.db')}`,
+          freshDir,
+          `tessera-${kind}-jwks-${pair + 1}`,
+          postgres && secret ? { extraEnv: { KEY_ENCRYPTION_SECRET: secret } } : {},
+        );
         const target = instance;
         return {
           run: (seconds) =>
@@ -548,15 +579,7 @@ export async function benchDatabase(
         sizedPostgres = postgres ? await createPostgresDatabase() : null;
         const sizedUrl = sizedPostgres ? sizedPostgres.url : `file:${join(sizedDir, 'tessera.db')}`;
         log(`  a fresh tessera for ${size.toLocaleString('en-US')} stored sessions`);
-        instance = await startTessera({
-          root: context.root,
-          databaseUrl: sizedUrl,
-          dataDir: sizedDir,
-          logFile: join(context.tmpDir, `tessera-${kind}-${size}.log`),
-          mallocArenaMax: options.mallocArenaMax,
-          hashThreadNice: options.hashThreadNice,
-          hashThreadIdle: options.hashThreadIdle,
-        });
+        instance = await startInstance(sizedUrl, sizedDir, `tessera-${kind}-${size}`);
         const sizedUsers = await registerUsers(instance.url, options.users);
         const seeded = await seedTo(size, sizedUrl, sizedUsers);
         return {
