@@ -12,6 +12,8 @@ interface SeriesData {
   counts: Float64Array;
   sum: number;
   count: number;
+  /** What `series()` hands out for these labels (one per series). */
+  handle: HistogramSeries;
 }
 
 /** A value as prom-client's registry formats it (the shape its own histograms export). */
@@ -64,31 +66,35 @@ export class RequestHistogram {
       throw new TypeError(`${this.name} takes ${this.#labelNames.length} label values, got ${values.length}`);
     }
     const key = values.join('\u0000');
-    let data = this.#series.get(key);
-    if (!data) {
-      const labels: Record<string, string> = {};
-      this.#labelNames.forEach((name, i) => {
-        labels[name] = values[i] ?? '';
-      });
-      data = { labels, counts: new Float64Array(this.#bounds.length), sum: 0, count: 0 };
-      this.#series.set(key, data);
-    }
-    const series = data;
+    const existing = this.#series.get(key);
+    if (existing) return existing.handle;
+    const labels: Record<string, string> = {};
+    this.#labelNames.forEach((name, i) => {
+      labels[name] = values[i] ?? '';
+    });
     const bounds = this.#bounds;
-    return {
-      observe(value: number): void {
-        if (!Number.isFinite(value)) return;
-        series.sum += value;
-        series.count += 1;
-        // Above the last bound the observation is only in +Inf, that is `count`.
-        for (let i = 0; i < bounds.length; i += 1) {
-          if (value <= (bounds[i] as number)) {
-            series.counts[i] = (series.counts[i] as number) + 1;
-            return;
+    const data: SeriesData = {
+      labels,
+      counts: new Float64Array(bounds.length),
+      sum: 0,
+      count: 0,
+      handle: {
+        observe(value: number): void {
+          if (!Number.isFinite(value)) return;
+          data.sum += value;
+          data.count += 1;
+          // Above the last bound the observation is only in +Inf, that is `count`.
+          for (let i = 0; i < bounds.length; i += 1) {
+            if (value <= (bounds[i] as number)) {
+              data.counts[i] = (data.counts[i] as number) + 1;
+              return;
+            }
           }
-        }
+        },
       },
     };
+    this.#series.set(key, data);
+    return data.handle;
   }
 
   /** The series as prom-client's registry formats them (its Histogram's `getForPromString`). */

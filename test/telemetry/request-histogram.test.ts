@@ -18,20 +18,14 @@ const OBSERVATIONS: [string, string, string, number][] = [
 function both(): { theirs: Registry; ours: Registry; histogram: RequestHistogram } {
   const theirs = new Registry();
   const ours = new Registry();
-  const reference = new Histogram({
+  const options = {
     name: 'h_seconds',
     help: 'latency',
     labelNames: ['method', 'route', 'status_code'],
     buckets: BUCKETS,
-    registers: [theirs],
-  });
-  const histogram = new RequestHistogram({
-    name: 'h_seconds',
-    help: 'latency',
-    labelNames: ['method', 'route', 'status_code'],
-    buckets: BUCKETS,
-    registers: [ours],
-  });
+  };
+  const reference = new Histogram({ ...options, registers: [theirs] });
+  const histogram = new RequestHistogram({ ...options, registers: [ours] });
   for (const [method, route, status, value] of OBSERVATIONS) {
     reference.observe({ method, route, status_code: status }, value);
     histogram.series(method, route, status).observe(value);
