@@ -28,7 +28,11 @@ export async function serve(config: Config): Promise<FastifyInstance> {
   if (priority?.refused)
     app.log.warn({ hashThreadNice: config.hashThreadNice }, `HASH_THREAD_NICE not applied: ${priority.refused}`);
   else if (priority?.skipped) app.log.debug(`HASH_THREAD_NICE not applied: ${priority.skipped}`);
-  else if (priority) app.log.debug({ threads: priority.lowered, nice: priority.nice }, 'background threads lowered');
+  else if (priority)
+    app.log.debug(
+      { threads: priority.lowered, nice: priority.nice, serialScavenge: priority.serialScavenge },
+      'background threads lowered',
+    );
   if (priority?.idleRefused) app.log.warn(`HASH_THREAD_IDLE not applied: ${priority.idleRefused}`);
   else if (priority?.idle) app.log.debug({ threads: priority.idle }, 'background threads under SCHED_IDLE');
   let closing = false;

@@ -46,13 +46,42 @@ function busiest(before: Map<number, number>, after: Map<number, number>, mainTi
   return best;
 }
 
-/** Runs `source` as an ES module in a fresh Node process (with tsx) and parses what it prints. */
-function runInChild(source: string): Record<string, unknown> {
-  const out = execFileSync(process.execPath, ['--import', tsx, '--input-type=module', '-e', source], {
+/** Runs `source` as an ES module in a fresh Node process (with tsx) and returns what it prints. */
+function childOutput(source: string, nodeArgs: string[] = []): string {
+  return execFileSync(process.execPath, [...nodeArgs, '--import', tsx, '--input-type=module', '-e', source], {
     cwd: projectRoot,
     encoding: 'utf8',
   });
-  return JSON.parse(out.trim().split('\n').at(-1) ?? '{}') as Record<string, unknown>;
+}
+
+/** Runs `source` as an ES module in a fresh Node process (with tsx) and parses what it prints. */
+function runInChild(source: string): Record<string, unknown> {
+  return JSON.parse(childOutput(source).trim().split('\n').at(-1) ?? '{}') as Record<string, unknown>;
+}
+
+/**
+ * Lowers the threads with `options`, then allocates objects that survive a few
+ * young-generation collections, under `--trace-gc-nvp` (whose lines go to
+ * stdout in order with the child's own: a pipe is written synchronously on
+ * Linux): returns, per scavenge, the milliseconds V8's background threads spent on it.
+ */
+function backgroundScavengeMs(options: string): number[] {
+  const out = childOutput(
+    `
+      import { lowerBackgroundThreadPriority } from ${JSON.stringify(moduleUrl)};
+      await lowerBackgroundThreadPriority(${options});
+      // Only what follows counts: loading the modules took collections of its own.
+      console.log('allocating');
+      const kept = [];
+      for (let round = 0; round < 40; round++) {
+        kept.push(Array.from({ length: 200_000 }, (_, i) => ({ i, s: 'x' + i })));
+        if (kept.length > 3) kept.shift();
+      }
+    `,
+    ['--trace-gc-nvp'],
+  );
+  const allocating = out.slice(out.indexOf('allocating\n'));
+  return [...allocating.matchAll(/gc=s .*?background\.scavenge\.parallel=([0-9.]+)/g)].map((match) => Number(match[1]));
 }
 
 describe('lowerBackgroundThreadPriority', { skip: !linux && 'per-thread priorities are Linux only' }, () => {
@@ -103,6 +132,22 @@ describe('lowerBackgroundThreadPriority', { skip: !linux && 'per-thread prioriti
     assert.equal(result.hasherPolicy, SCHED_IDLE, 'the thread that computed argon2id');
     assert.equal(result.mainPolicy, 0, 'the event loop');
     assert.deepEqual(result.worker, { nice: 0, policy: 0 }, 'a worker thread started afterwards');
+  });
+
+  it('once it lowers threads, young-generation collections no longer wait for them', () => {
+    const lowered = backgroundScavengeMs('{ increment: 7, idle: true }');
+    const untouched = backgroundScavengeMs('0');
+    assert.ok(lowered.length >= 10 && untouched.length >= 10, `${lowered.length} and ${untouched.length} scavenges`);
+    // Without lowering, V8 shares the scavenges with its background threads (the control)...
+    assert.ok(
+      untouched.some((ms) => ms > 0),
+      `background scavenge ms without lowering: ${untouched.join(' ')}`,
+    );
+    // ...and once they are lowered, the event loop does all of it.
+    assert.deepEqual(
+      lowered.filter((ms) => ms > 0),
+      [],
+    );
   });
 
   it('does nothing with an increment of 0', () => {
