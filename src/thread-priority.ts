@@ -64,11 +64,17 @@ export interface ThreadPriorityOptions {
 export async function lowerBackgroundThreadPriority(
   options: ThreadPriorityOptions | number,
 ): Promise<ThreadPriorityResult> {
+  return withSerialScavenge(await lowerThreads(options));
+}
+
+/** The lowering itself: what {@link lowerBackgroundThreadPriority} did, but for the scavenge. */
+async function lowerThreads(
+  options: ThreadPriorityOptions | number,
+): Promise<Omit<ThreadPriorityResult, 'serialScavenge'>> {
   const { increment, idle = false } = typeof options === 'number' ? { increment: options } : options;
   const base = getPriority();
   const nice = Math.min(19, base + Math.max(0, Math.floor(increment)));
-  if (nice === base && !idle)
-    return { lowered: 0, nice, skipped: `the process already runs at nice ${base}`, serialScavenge: false };
+  if (nice === base && !idle) return { lowered: 0, nice, skipped: `the process already runs at nice ${base}` };
   let tids: number[];
   try {
     // libuv starts its pool on the first piece of work it is given (this
@@ -76,7 +82,7 @@ export async function lowerBackgroundThreadPriority(
     await stat('/proc/self/task');
     tids = readdirSync('/proc/self/task').map(Number);
   } catch {
-    return { lowered: 0, nice, skipped: 'per-thread priorities are set on Linux only', serialScavenge: false };
+    return { lowered: 0, nice, skipped: 'per-thread priorities are set on Linux only' };
   }
   let lowered = 0;
   const others = tids.filter((tid) => tid !== process.pid);
@@ -89,12 +95,11 @@ export async function lowerBackgroundThreadPriority(
       // A thread that ended meanwhile is fine; a refusal means none can be lowered.
       if ((error as { info?: { code?: string } }).info?.code === 'ESRCH') continue;
       const refused = `setpriority refused: ${(error as Error).message}`;
-      return withSerialScavenge(
-        idle ? { lowered, nice, refused, ...scheduleIdle(others) } : { lowered, nice, refused },
-      );
+      return idle ? { lowered, nice, refused, ...scheduleIdle(others) } : { lowered, nice, refused };
     }
   }
-  return withSerialScavenge(idle ? { lowered, nice, ...scheduleIdle(others) } : { lowered, nice });
+  if (!idle) return { lowered, nice };
+  return { lowered, nice, ...scheduleIdle(others) };
 }
 
 /** Turns V8's parallel scavenge off once a thread was lowered (V8 reads the flag at each scavenge). */
