@@ -53,6 +53,50 @@ export const REDACTED_LOG_PATHS = [
   '*.keyEncryptionSecret',
 ];
 
+/** Query parameters whose values are never logged (a client that puts a token or password in a URL). */
+const SECRET_QUERY_PARAMETER = /token|password|secret|assertion|code|credential|key/i;
+
+/**
+ * The request URL as logged: the values of secret-looking query parameters
+ * replaced. RFC 6750 §2.3 and RFC 6749 §3.2 keep tokens and credentials out
+ * of URLs, but a client that ignores them must not land its secret in the log.
+ */
+export function loggableUrl(url: string): string {
+  const query = url.indexOf('?');
+  if (query === -1) return url;
+  const pairs = url.slice(query + 1).split('&');
+  for (let i = 0; i < pairs.length; i += 1) {
+    const pair = pairs[i] ?? '';
+    const equals = pair.indexOf('=');
+    const rawName = equals === -1 ? pair : pair.slice(0, equals);
+    let name = rawName;
+    try {
+      name = decodeURIComponent(rawName.replace(/\+/g, ' '));
+    } catch {
+      // a malformed escape: match the raw name
+    }
+    if (equals !== -1 && SECRET_QUERY_PARAMETER.test(name)) pairs[i] = `${rawName}=[redacted]`;
+  }
+  return `${url.slice(0, query)}?${pairs.join('&')}`;
+}
+
+/** Fastify's request serializer, with {@link loggableUrl}. */
+function serializeRequest(request: {
+  method: string;
+  url: string;
+  host?: string;
+  ip?: string;
+  socket?: { remotePort?: number };
+}) {
+  return {
+    method: request.method,
+    url: loggableUrl(request.url),
+    host: request.host,
+    remoteAddress: request.ip,
+    remotePort: request.socket?.remotePort,
+  };
+}
+
 type LevelName = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace';
 
 /**
@@ -136,6 +180,7 @@ export function buildApp(config: Config, options: AppOptions = {}): FastifyInsta
     {
       level: config.logLevel,
       redact: { paths: REDACTED_LOG_PATHS, censor: '[redacted]' },
+      serializers: { req: serializeRequest },
     },
     options.logStream,
   );

@@ -37,6 +37,13 @@ describe('logs', () => {
         url: '/oauth/token',
         payload: { grant_type: 'password', username: 'logan', password: 'wrong-secret-guess-987' },
       });
+      // Tokens a client put in the query string (RFC 6750 §2.3 and 6749 §3.2 forbid it; it happens).
+      await t.app.inject({ url: `/v1/me?access_token=${encodeURIComponent(login.access_token)}&limit=5` });
+      await t.app.inject({
+        method: 'POST',
+        url: `/oauth/token?refresh_token=${encodeURIComponent(login.refresh_token)}&password=${password}`,
+        payload: { grant_type: 'refresh_token' },
+      });
       // A request that fails validation, whose body would be tempting to log.
       await t.app.inject({ method: 'POST', url: '/v1/users', payload: { username: 'x y', password } });
 
@@ -57,6 +64,9 @@ describe('logs', () => {
         assert.ok(!all.includes(secret), `log contains a secret: ${secret.slice(0, 12)}…`);
       }
       assert.ok(!all.includes('PRIVATE KEY'));
+      // The rest of such a URL is still logged, for the operator.
+      const urls = records.map((record) => record.req?.url).filter(Boolean);
+      assert.ok(urls.includes('/v1/me?access_token=[redacted]&limit=5'), urls.join(' '));
     } finally {
       await t.close();
     }
