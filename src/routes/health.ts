@@ -1,5 +1,6 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
+import { ProblemRef } from '../schemas.js';
 
 const Readiness = Type.Object({
   status: Type.Union([Type.Literal('ok'), Type.Literal('unavailable')]),
@@ -31,7 +32,10 @@ const healthRoutes: FastifyPluginAsyncTypebox = async (app) => {
       schema: {
         tags: ['health'],
         summary: 'The database is reachable and a signing key is loaded',
-        response: { 200: Readiness, 503: Readiness },
+        description:
+          'A 503 is not ready: either the checks (a failed one) or, while the instance sheds load or shuts down, problem details.',
+        // Shedding and shutdown answer every route, this one too, with problem details.
+        response: { 200: Readiness, 503: Type.Union([Readiness, ProblemRef]) },
       },
     },
     async (_request, reply) => {

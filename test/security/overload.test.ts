@@ -83,7 +83,12 @@ describe('load shedding on event-loop delay', () => {
     }, 1);
     await sleep(700);
     const shed = await t.app.inject({ url: '/v1/me', headers: { authorization: 'Bearer x' } });
+    // A load balancer's readiness probe learns the instance is not ready, in the documented shape.
+    const ready = await t.app.inject({ url: '/readyz' });
     clearInterval(lag);
+    assert.equal(ready.statusCode, 503, ready.body);
+    assert.match(ready.headers['content-type'] ?? '', /^application\/problem\+json/);
+    assert.equal(ready.json().code, 'service_unavailable');
     assert.equal(shed.statusCode, 503);
     assert.equal(shed.json().code, 'service_unavailable');
     assert.ok(Number(shed.headers['retry-after']) > 0);
