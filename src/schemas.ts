@@ -1,4 +1,5 @@
 import { Type } from 'typebox';
+import { ProblemError } from './errors.js';
 import { PASSWORD_MAX_LENGTH, PASSWORD_MIN_LENGTH } from './services/user-service.js';
 import { USERNAME_MAX_LENGTH, USERNAME_MIN_LENGTH } from './services/usernames.js';
 
@@ -41,6 +42,19 @@ export const Username = Type.String({
 export const Password = Type.String({ minLength: PASSWORD_MIN_LENGTH, maxLength: PASSWORD_MAX_LENGTH });
 
 export const Timestamp = Type.String({ format: 'date-time' });
+
+/**
+ * A `date-time` query parameter as a Date. The format admits a few forms
+ * Date.parse cannot read (a leap second, an offset without minutes); those are
+ * a 400 naming the parameter, and an invalid Date never reaches a query.
+ */
+export function parseTimestamp(name: string, value: string): Date {
+  const ms = Date.parse(value);
+  if (Number.isNaN(ms)) {
+    throw new ProblemError('validation_failed', `${name} must be an RFC 3339 date-time such as 2030-01-01T00:00:00Z`);
+  }
+  return new Date(ms);
+}
 
 /** Standard error responses for problem-details routes, by status. */
 export function problems(...statuses: number[]): Record<number, typeof ProblemRef> {

@@ -2,7 +2,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
 import { ProblemError } from '../errors.js';
 import { auditContext } from '../plugins/audit.js';
-import { Password, problems } from '../schemas.js';
+import { Password, parseTimestamp, problems } from '../schemas.js';
 import { Me } from './users.js';
 
 const bearer = [{ bearerAuth: [] }];
@@ -53,7 +53,7 @@ const meRoutes: FastifyPluginAsyncTypebox = async (app) => {
       const events = await app.audit.listForUser(
         request.user.sub,
         Number(limit),
-        before ? new Date(before) : undefined,
+        before === undefined ? undefined : parseTimestamp('before', before),
       );
       return {
         events: events.map((event) => ({

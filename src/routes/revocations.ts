@@ -1,7 +1,6 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
-import { ProblemError } from '../errors.js';
-import { problems, Timestamp } from '../schemas.js';
+import { parseTimestamp, problems, Timestamp } from '../schemas.js';
 
 const RevocationFeed = Type.Object(
   {
@@ -47,19 +46,7 @@ const revocationRoutes: FastifyPluginAsyncTypebox = async (app) => {
     },
     async (request, reply) => {
       const { since } = request.query;
-      let sinceDate: Date | undefined;
-      if (since !== undefined) {
-        const ms = Date.parse(since);
-        // The `date-time` format admits a few forms Date.parse cannot read (a leap
-        // second, an offset without minutes); a NaN must never reach the query.
-        if (Number.isNaN(ms)) {
-          throw new ProblemError(
-            'validation_failed',
-            'since must be an RFC 3339 date-time such as 2030-01-01T00:00:00Z',
-          );
-        }
-        sinceDate = new Date(ms);
-      }
+      const sinceDate = since === undefined ? undefined : parseTimestamp('since', since);
       const feed = await app.services.revocations.feed(sinceDate);
       // Verifiers poll; five seconds of caching bounds the load without delaying revocation much.
       reply.header('cache-control', 'private, max-age=5');

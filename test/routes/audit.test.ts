@@ -92,6 +92,22 @@ for (const provider of testProviders()) {
         400,
       );
 
+      // A `before` the date-time format admits but no Date can hold is a 400 naming it, not a 500.
+      for (const before of ['2016-12-31T23:59:60Z', '2016-12-31T23:59:60.5Z', 'yesterday']) {
+        const bad = await t.app.inject({
+          url: `/v1/me/audit?before=${encodeURIComponent(before)}`,
+          headers: { authorization: `Bearer ${third.access_token}` },
+        });
+        assert.equal(bad.statusCode, 400, `${before}: ${bad.body}`);
+        assert.equal(bad.json().code, 'validation_failed');
+      }
+      const page = await t.app.inject({
+        url: `/v1/me/audit?before=${encodeURIComponent(events[1]!.createdAt)}`,
+        headers: { authorization: `Bearer ${third.access_token}` },
+      });
+      assert.equal(page.statusCode, 200);
+      assert.ok(page.json().events.every((event: { createdAt: string }) => event.createdAt < events[1]!.createdAt));
+
       // Operators see every event, the failed login too, in the log.
       const audit = lines.map((line) => JSON.parse(line)).filter((entry) => entry.audit === true);
       assert.ok(audit.some((entry) => entry.event === 'login_failed'));
