@@ -32,25 +32,56 @@ const KNOWN_IP_TTL = 30 * 24 * 3600;
  * the username exists, so throttling reveals nothing about accounts.
  */
 export class LoginThrottle {
+  /** Attempts admitted on this instance and not yet recorded, by counter key. */
+  readonly #inFlight = new Map<string, number>();
+
   constructor(
     private readonly store: CounterStore,
     private readonly policy: LoginThrottlePolicy,
     private readonly now: () => number,
   ) {}
 
-  /** Whether a login attempt for `usernameKey` from `ip` may proceed now. */
-  async check(usernameKey: string, ip: string): Promise<ThrottleDecision> {
+  /**
+   * Whether a login attempt for `usernameKey` from `ip` may proceed now.
+   * Attempts this instance has admitted and not yet recorded count as
+   * failures meanwhile: otherwise guesses sent all at once would all pass
+   * before the first had counted its failure, and each get a password check.
+   * An allowed attempt holds its place until `release()`, which the caller
+   * calls once it has recorded the outcome ({@link recordFailure} or
+   * {@link recordSuccess}). Across instances a burst can get one such free
+   * attempt per instance; the counters themselves are shared (Redis).
+   */
+  async admit(usernameKey: string, ip: string): Promise<ThrottleDecision & { release: () => void }> {
     const keys = this.#keys(usernameKey, ip);
     const [pair, account, known] = await Promise.all([
       this.store.get(keys.pair),
       this.store.get(keys.account),
       this.store.hasFlag(keys.known),
     ]);
+    // From here to the end, nothing awaits: the decision and the place it takes are one step.
     const now = this.now();
-    const waits = [this.#wait(pair, this.policy.freeAttempts, now)];
-    if (!known) waits.push(this.#wait(account, this.policy.freeAttemptsAccount, now));
+    const waits = [this.#wait(this.#withInFlight(pair, keys.pair, now), this.policy.freeAttempts, now)];
+    if (!known) {
+      waits.push(this.#wait(this.#withInFlight(account, keys.account, now), this.policy.freeAttemptsAccount, now));
+    }
     const retryAfter = Math.max(...waits);
-    return retryAfter > 0 ? { allowed: false, retryAfter } : { allowed: true };
+    if (retryAfter > 0) return { allowed: false, retryAfter, release: () => {} };
+    // A known IP's typos do not count against the account as a whole (as in recordFailure).
+    const held = known ? [keys.pair] : [keys.pair, keys.account];
+    for (const key of held) this.#inFlight.set(key, (this.#inFlight.get(key) ?? 0) + 1);
+    let released = false;
+    return {
+      allowed: true,
+      release: () => {
+        if (released) return;
+        released = true;
+        for (const key of held) {
+          const left = (this.#inFlight.get(key) ?? 1) - 1;
+          if (left > 0) this.#inFlight.set(key, left);
+          else this.#inFlight.delete(key);
+        }
+      },
+    };
   }
 
   /** Records a failed attempt (wrong password or unknown user: the same). */
@@ -70,6 +101,13 @@ export class LoginThrottle {
     const keys = this.#keys(usernameKey, ip);
     await this.store.delete(keys.pair, keys.account);
     await this.store.setFlag(keys.known, KNOWN_IP_TTL);
+  }
+
+  /** A stored counter with this instance's attempts in flight added, as failures made now. */
+  #withInFlight(counter: { count: number; last: number } | null, key: string, now: number) {
+    const inFlight = this.#inFlight.get(key) ?? 0;
+    if (inFlight === 0) return counter;
+    return { count: (counter?.count ?? 0) + inFlight, last: now };
   }
 
   /** Seconds to wait before the next attempt is allowed under one counter. */

@@ -57,28 +57,36 @@ export class TokenService {
     const canonical = canonicalUsername(username);
     const throttleKey = 'error' in canonical ? username.toLowerCase().slice(0, 256) : canonical.key;
     const ip = metadata.ipAddress ?? 'unknown';
-    const decision = await this.throttle.check(throttleKey, ip);
+    const decision = await this.throttle.admit(throttleKey, ip);
     if (!decision.allowed) {
       await this.audit.record({ type: 'login_throttled', ...context, details: { retryAfter: decision.retryAfter } });
       throw new ProblemError('too_many_attempts', `too many failed login attempts; retry in ${decision.retryAfter} s`, {
         'retry-after': String(decision.retryAfter),
       });
     }
-    const user = await this.users.authenticate(username, password, metadata.abandoned);
-    // One answer for unknown user, wrong password and disabled account.
+    let user: Awaited<ReturnType<UserService['authenticate']>>;
+    try {
+      user = await this.users.authenticate(username, password, metadata.abandoned);
+      // One answer for unknown user, wrong password and disabled account.
+      if (!user) await this.throttle.recordFailure(throttleKey, ip);
+      else {
+        // The hash is done; what follows runs on the event loop. On SQLite every
+        // statement is synchronous, so without these turns a login would hold the
+        // event loop from here to its signature in one piece (several ms with cold
+        // caches during a flood), and every JWKS fetch or refresh arriving meanwhile
+        // would wait for all of it.
+        await nextTurn();
+        await this.throttle.recordSuccess(throttleKey, ip);
+      }
+    } finally {
+      // The outcome is recorded (or the attempt failed before it had one): its place is free.
+      decision.release();
+    }
     if (!user) {
-      await this.throttle.recordFailure(throttleKey, ip);
       // No username in the event: people type passwords into username fields.
       await this.audit.record({ type: 'login_failed', ...context });
       throw new OAuthError('invalid_grant', 'the username or password is wrong');
     }
-    // The hash is done; what follows runs on the event loop. On SQLite every
-    // statement is synchronous, so without these turns a login would hold the
-    // event loop from here to its signature in one piece (several ms with cold
-    // caches during a flood), and every JWKS fetch or refresh arriving meanwhile
-    // would wait for all of it.
-    await nextTurn();
-    await this.throttle.recordSuccess(throttleKey, ip);
     const { sessionId, refreshToken } = await this.sessions.start(user.id, metadata);
     await nextTurn();
     await this.audit.record({ type: 'login_succeeded', userId: user.id, sessionId, ...context });

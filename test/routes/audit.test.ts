@@ -55,7 +55,12 @@ for (const provider of testProviders()) {
         headers: { authorization: `Bearer ${third.access_token}` },
       });
       assert.equal(res.statusCode, 200);
-      const events = res.json().events as Array<{ type: string; sessionId: string | null; userAgent: string | null }>;
+      const events = res.json().events as Array<{
+        type: string;
+        sessionId: string | null;
+        userAgent: string | null;
+        createdAt: string;
+      }>;
       // Newest first. The failed login names no user (no username is stored), so it is not in her history.
       assert.deepEqual(
         events.map((event) => event.type),

@@ -77,6 +77,26 @@ describe('per-account login throttling', () => {
     // And other accounts are unaffected.
     assert.equal((await login(t.app, 'other', PASSWORD, '192.0.2.200')).statusCode, 200);
   });
+
+  it('guesses sent all at once get no more password checks than guesses sent one after another', async () => {
+    clock.advance(3600);
+    const res = await t.app.inject({
+      method: 'POST',
+      url: '/v1/users',
+      payload: { username: 'burst', password: PASSWORD },
+    });
+    assert.equal(res.statusCode, 201);
+    const answers = await Promise.all(
+      Array.from({ length: 20 }, (_, i) => login(t.app, 'burst', `parallel guess ${i}`, '198.51.100.77')),
+    );
+    const statuses = answers.map((answer) => answer.statusCode);
+    // LOGIN_FREE_ATTEMPTS=3: three checked and wrong, every other one refused before hashing.
+    assert.equal(statuses.filter((status) => status === 400).length, 3, statuses.join(','));
+    assert.equal(statuses.filter((status) => status === 429).length, 17, statuses.join(','));
+    // Refused guesses are not failures: the account counted three (of LOGIN_FREE_ATTEMPTS_ACCOUNT=6),
+    // so another address still gets in with the right password.
+    assert.equal((await login(t.app, 'burst', PASSWORD, '203.0.113.9')).statusCode, 200);
+  });
 });
 
 describe('per-IP rate limits', () => {
