@@ -57,6 +57,9 @@ const oauthRoutes: FastifyPluginAsyncTypebox<{ config: Config }> = async (app, {
   };
   /** A request from a web page (browsers send Origin on every POST) in cookie mode. */
   const fromBrowser = (request: FastifyRequest) => cookieMode.enabled && request.headers.origin !== undefined;
+  /** The cookie's value as sent (whatever the origin), to tell whether a presented token is the cookie's. */
+  const sentCookie = (request: FastifyRequest): string | undefined =>
+    cookieMode.enabled ? request.cookies[cookieMode.name] : undefined;
   /**
    * The refresh token from the cookie, for a request from a trusted page only:
    * SameSite=Strict already keeps other sites' requests from carrying it, and
@@ -116,6 +119,16 @@ const oauthRoutes: FastifyPluginAsyncTypebox<{ config: Config }> = async (app, {
       };
       checkClient(body.client_id);
       reply.header('cache-control', 'no-store').header('pragma', 'no-cache');
+      // Login CSRF: a page elsewhere could post its own credentials here (a top-level
+      // form POST) and plant its session's cookie in the user's browser; a cookie
+      // set in reply to any page but a trusted one would be such a plant.
+      if (fromBrowser(request) && !trustedOrigins.has(request.headers.origin ?? '')) {
+        throw new OAuthError(
+          'invalid_request',
+          'in browser cookie mode, tokens are issued to pages of a trusted origin only (ALLOWED_ORIGINS)',
+          403,
+        );
+      }
       if (body.grant_type === 'password') {
         if (!body.username || !body.password) {
           throw new OAuthError('invalid_request', 'the password grant needs username and password');
@@ -136,8 +149,10 @@ const oauthRoutes: FastifyPluginAsyncTypebox<{ config: Config }> = async (app, {
         try {
           return respond(await app.services.tokens.refreshGrant(token, auditContext(request)));
         } catch (error) {
-          // A dead cookie is useless to the page: drop it.
-          if (fromBrowser(request) && error instanceof OAuthError && error.error === 'invalid_grant')
+          // A dead cookie is useless to the page: drop it. Only the cookie's own
+          // token tells that it is dead; another token that fails says nothing about it.
+          const cookieWasUsed = token === sentCookie(request);
+          if (fromBrowser(request) && cookieWasUsed && error instanceof OAuthError && error.error === 'invalid_grant')
             clearCookie(reply);
           throw error;
         }
@@ -171,7 +186,10 @@ const oauthRoutes: FastifyPluginAsyncTypebox<{ config: Config }> = async (app, {
       checkClient(request.body.client_id);
       const token = request.body.token ?? tokenFromCookie(request);
       if (!token) throw new OAuthError('invalid_request', 'token is required');
-      if (fromBrowser(request)) clearCookie(reply);
+      // Logging out ends the cookie's session, so the cookie goes with it; revoking
+      // some other token leaves the page's own session, and its cookie, alone.
+      if (fromBrowser(request) && trustedOrigins.has(request.headers.origin ?? '') && token === sentCookie(request))
+        clearCookie(reply);
       const ended = await app.services.sessions.revokeByToken(token);
       if (ended) {
         await app.audit.record({

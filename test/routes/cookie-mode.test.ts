@@ -59,6 +59,48 @@ describe('browser cookie mode for refresh tokens', () => {
     }
   });
 
+  it('issues no tokens to a page of another origin, so it cannot plant its session in the browser (login CSRF)', async () => {
+    const res = await token(
+      { grant_type: 'password', username: 'browser', password: PASSWORD },
+      { origin: 'https://evil.example' },
+    );
+    assert.equal(res.statusCode, 403);
+    assert.equal(res.json().error, 'invalid_request');
+    assert.equal(res.headers['set-cookie'], undefined);
+  });
+
+  it('keeps a good cookie when some other token fails to refresh or is revoked', async () => {
+    const login = await token({ grant_type: 'password', username: 'browser', password: PASSWORD }, { origin: ORIGIN });
+    const cookie = `tessera_refresh=${refreshCookie(login).value}`;
+    const bad = await token({ grant_type: 'refresh_token', refresh_token: 'garbage' }, { origin: ORIGIN, cookie });
+    assert.equal(bad.statusCode, 400);
+    assert.equal(bad.headers['set-cookie'], undefined);
+    const revoked = await t.app.inject({
+      method: 'POST',
+      url: '/oauth/revoke',
+      headers: { origin: ORIGIN, cookie },
+      payload: { token: 'garbage' },
+    });
+    assert.equal(revoked.statusCode, 200);
+    assert.equal(revoked.headers['set-cookie'], undefined);
+    // The page's session is alive and its cookie still refreshes it.
+    const refreshed = await token({ grant_type: 'refresh_token' }, { origin: ORIGIN, cookie });
+    assert.equal(refreshed.statusCode, 200, refreshed.body);
+    // Revoking the cookie's own token, named in the body, is a logout: the cookie goes.
+    const current = refreshCookie(refreshed).value;
+    const logout = await t.app.inject({
+      method: 'POST',
+      url: '/oauth/revoke',
+      headers: { origin: ORIGIN, cookie: `tessera_refresh=${current}` },
+      payload: { token: current },
+    });
+    assert.equal(refreshCookie(logout).value, '');
+    // And a dead cookie is dropped when it fails to refresh.
+    const dead = await token({ grant_type: 'refresh_token' }, { origin: ORIGIN, cookie: `tessera_refresh=${current}` });
+    assert.equal(dead.statusCode, 400);
+    assert.equal(refreshCookie(dead).value, '');
+  });
+
   it('logs out from the cookie: the session ends and the cookie is cleared', async () => {
     const login = await token({ grant_type: 'password', username: 'browser', password: PASSWORD }, { origin: ORIGIN });
     const cookie = `tessera_refresh=${refreshCookie(login).value}`;
