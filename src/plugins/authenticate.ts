@@ -59,14 +59,40 @@ class TokenRejected extends Error {}
  */
 const presented = new WeakMap<FastifyRequest, string>();
 
+function challenge(error: 'invalid_token' | 'invalid_request', description: string): string {
+  return `Bearer realm="tessera", error="${error}", error_description="${description.replaceAll('"', "'")}"`;
+}
+
 function unauthorized(description: string | null): ProblemError {
   // RFC 6750 §3.1: no error code when the request carried no token at all.
-  const challenge = description
-    ? `Bearer realm="tessera", error="invalid_token", error_description="${description.replaceAll('"', "'")}"`
-    : 'Bearer realm="tessera"';
   return new ProblemError('unauthorized', description ?? 'an access token is required', {
-    'www-authenticate': challenge,
+    'www-authenticate': description ? challenge('invalid_token', description) : 'Bearer realm="tessera"',
   });
+}
+
+/** RFC 6750 §2.1: `credentials = "Bearer" 1*SP b64token` (the scheme is case-insensitive, RFC 9110 §11.1). */
+const BEARER_CREDENTIALS = /^Bearer +([A-Za-z0-9._~+/-]+=*)$/i;
+
+/** RFC 9110 §11.4: the auth-scheme is the token the credentials start with. */
+const BEARER_SCHEME = /^Bearer(?![!#$%&'*+.^_`|~0-9A-Za-z-])/i;
+
+const MALFORMED_BEARER = 'the Authorization header must be "Bearer <token>"';
+
+/**
+ * The bearer token of an Authorization header. A header of another scheme
+ * (Basic, DPoP, …) carries no bearer token: 401 with the bare challenge, as
+ * for no header (RFC 6750 §3.1). A Bearer header that is not `Bearer
+ * <b64token>` is a malformed request: 400 with `error="invalid_request"`.
+ */
+function bearerToken(header: string | undefined): string {
+  if (!header || !BEARER_SCHEME.test(header)) throw unauthorized(null);
+  const token = BEARER_CREDENTIALS.exec(header)?.[1];
+  if (token === undefined) {
+    throw new ProblemError('bad_request', MALFORMED_BEARER, {
+      'www-authenticate': challenge('invalid_request', MALFORMED_BEARER),
+    });
+  }
+  return token;
 }
 
 /**
@@ -145,11 +171,7 @@ export default fp(
     app.decorate('verifyAccessToken', verifyAccessToken);
 
     app.decorate('authenticate', async (request: FastifyRequest) => {
-      const header = request.headers.authorization;
-      if (!header) throw unauthorized(null);
-      if (!/^Bearer [A-Za-z0-9._~+/-]+=*$/i.test(header))
-        throw unauthorized('the Authorization header must be "Bearer <token>"');
-      const result = await verifyAccessToken(request, header.slice('Bearer '.length));
+      const result = await verifyAccessToken(request, bearerToken(request.headers.authorization));
       if (!result.ok) throw unauthorized(result.reason);
       request.user = result.claims;
     });

@@ -17,7 +17,7 @@ const meRoutes: FastifyPluginAsyncTypebox = async (app) => {
         tags: ['account'],
         summary: 'The user the access token belongs to',
         security: bearer,
-        response: { 200: Me, ...problems(401, 503) },
+        response: { 200: Me, ...problems(400, 401, 503) },
       },
     },
     async (request) => {

@@ -26,7 +26,7 @@ const sessionRoutes: FastifyPluginAsyncTypebox = async (app) => {
         tags: ['sessions'],
         summary: "The caller's active sessions",
         security: bearer,
-        response: { 200: Type.Object({ sessions: Type.Array(Session) }), ...problems(401, 503) },
+        response: { 200: Type.Object({ sessions: Type.Array(Session) }), ...problems(400, 401, 503) },
       },
     },
     async (request) => {
@@ -79,7 +79,7 @@ const sessionRoutes: FastifyPluginAsyncTypebox = async (app) => {
         tags: ['sessions'],
         summary: 'Log out everywhere: end every session of the caller',
         security: bearer,
-        response: { 204: Type.Null(), ...problems(401, 503) },
+        response: { 204: Type.Null(), ...problems(400, 401, 503) },
       },
     },
     async (request, reply) => {

@@ -40,6 +40,21 @@ export function discoveryCacheControl(config: Pick<Config, 'jwksMaxAge'>): strin
   return `public, max-age=${config.jwksMaxAge}`;
 }
 
+/**
+ * Whether an If-None-Match header matches `etag`, with the weak comparison of
+ * RFC 9110 §13.1.2 / §8.8.3.2: `*` matches any current representation, and a
+ * list matches when any member's opaque tag, `W/` or not, equals the ETag's.
+ * Splitting on commas is exact for our ETags (base64url, no comma): an
+ * entity-tag with a comma in it splits into pieces that cannot equal ours.
+ */
+export function ifNoneMatchMatches(header: string | undefined, etag: string): boolean {
+  if (header === undefined) return false;
+  if (header.trim() === '*') return true;
+  const opaque = (tag: string) => (tag.startsWith('W/') ? tag.slice(2) : tag);
+  const ours = opaque(etag);
+  return header.split(',').some((member) => opaque(member.trim()) === ours);
+}
+
 /** RFC 8414 / OpenID Connect Discovery metadata, and the JWKS (RFC 7517). */
 const wellKnownRoutes: FastifyPluginAsyncTypebox<{ config: Config }> = async (app, { config }) => {
   const metadata = {
@@ -92,7 +107,7 @@ const wellKnownRoutes: FastifyPluginAsyncTypebox<{ config: Config }> = async (ap
     async (request, reply) => {
       const { body, etag } = app.keyStore.jwks;
       reply.header('cache-control', cacheControl).header('etag', etag);
-      if (request.headers['if-none-match'] === etag) return reply.code(304).send(null);
+      if (ifNoneMatchMatches(request.headers['if-none-match'], etag)) return reply.code(304).send(null);
       // Pre-serialized when the key set changes; Fastify sends a string body as is
       // (the cast only tells the type provider so; the schema still documents it).
       return reply.type(JWKS_CONTENT_TYPE).send(body as unknown as { keys: never[] });

@@ -98,6 +98,20 @@ for (const provider of testProviders()) {
       assert.equal(await routedDuring(() => get(port, '/healthz')), 1, 'other routes are routed as before');
     });
 
+    it('leaves weak, list and * If-None-Match to the route, which answers them 304', async () => {
+      const { etag } = (await get(port, '/.well-known/jwks.json')).headers;
+      for (const ifNoneMatch of [`W/${etag}`, `"stale", W/${etag}`, '*']) {
+        let res: Awaited<ReturnType<typeof get>> | undefined;
+        const routed = await routedDuring(async () => {
+          res = await get(port, '/.well-known/jwks.json', { 'if-none-match': ifNoneMatch });
+        });
+        assert.equal(routed, 1, ifNoneMatch);
+        assert.equal(res?.status, 304, ifNoneMatch);
+        assert.equal(res?.body, '', ifNoneMatch);
+        assert.equal(res?.headers.etag, etag, ifNoneMatch);
+      }
+    });
+
     it('keeps a well-formed caller X-Request-Id and replaces a malformed one', async () => {
       const kept = await get(port, '/.well-known/jwks.json', { 'x-request-id': 'trace-42.a:b' });
       assert.equal(kept.headers['x-request-id'], 'trace-42.a:b');

@@ -26,20 +26,81 @@ for (const provider of testProviders()) {
     it('answers 401 with a Bearer challenge without a token, and invalid_token for a bad one', async () => {
       const none = await t.app.inject({ url: '/v1/me' });
       assert.equal(none.statusCode, 401);
-      assert.match(String(none.headers['www-authenticate']), /^Bearer /);
+      assert.equal(none.headers['www-authenticate'], 'Bearer realm="tessera"');
       assert.equal(none.json().code, 'unauthorized');
 
-      for (const authorization of [
-        'Bearer garbage',
-        'Bearer a.b.c',
-        'Basic dXNlcjpwYXNz',
-        'Bearer',
-        `Bearer ${'x'.repeat(5000)}`,
-      ]) {
+      for (const authorization of ['Bearer garbage', 'Bearer a.b.c', `Bearer ${'x'.repeat(5000)}`]) {
         const res = await t.app.inject({ url: '/v1/me', headers: { authorization } });
         assert.equal(res.statusCode, 401, authorization.slice(0, 20));
-        assert.match(String(res.headers['www-authenticate']), /^Bearer .*error="invalid_token"/);
+        assert.match(String(res.headers['www-authenticate']), /^Bearer realm="tessera", error="invalid_token"/);
         assert.equal(res.headers['content-type'], 'application/problem+json; charset=utf-8');
+        assert.equal(res.json().code, 'unauthorized');
+      }
+    });
+
+    it('answers another scheme like no token at all: 401 with the bare Bearer challenge (RFC 6750 §3.1)', async () => {
+      for (const authorization of [
+        'Basic dXNlcjpwYXNz',
+        'basic Zm9vOmJhcg==',
+        'Digest username="u", realm="tessera"',
+        'DPoP eyJhbGciOiJFUzI1NiJ9.e30.sig',
+        'Token abc',
+        'Negotiate',
+        'Bearerx abc',
+      ]) {
+        for (const url of ['/v1/me', '/v1/sessions']) {
+          const res = await t.app.inject({ url, headers: { authorization } });
+          assert.equal(res.statusCode, 401, `${url} ${authorization}`);
+          assert.equal(res.headers['www-authenticate'], 'Bearer realm="tessera"', `${url} ${authorization}`);
+          assert.equal(res.headers['content-type'], 'application/problem+json; charset=utf-8');
+          const body = res.json();
+          assert.equal(body.code, 'unauthorized');
+          assert.equal(body.status, 401);
+        }
+      }
+    });
+
+    it('answers a malformed Bearer header 400 with error="invalid_request" (RFC 6750 §3.1)', async () => {
+      for (const authorization of [
+        'Bearer',
+        'bearer',
+        'Bearer ',
+        'Bearer a b c',
+        'Bearer eyJ%%%.x.y',
+        'Bearer a=b',
+        'Bearer =abc',
+        'Bearer abc,def',
+        'Bearer\tabc',
+        'Bearer \u00ff\u00fe',
+      ]) {
+        for (const url of ['/v1/me', '/v1/sessions']) {
+          const res = await t.app.inject({ url, headers: { authorization } });
+          const label = `${url} ${JSON.stringify(authorization)}`;
+          assert.equal(res.statusCode, 400, label);
+          assert.equal(
+            res.headers['www-authenticate'],
+            'Bearer realm="tessera", error="invalid_request", error_description="the Authorization header must be \'Bearer <token>\'"',
+            label,
+          );
+          assert.equal(res.headers['content-type'], 'application/problem+json; charset=utf-8', label);
+          const body = res.json();
+          assert.equal(body.code, 'bad_request', label);
+          assert.equal(body.status, 400, label);
+          assert.equal(body.detail, 'the Authorization header must be "Bearer <token>"', label);
+        }
+      }
+    });
+
+    it('accepts the Bearer scheme in any case and with more than one space before the token (RFC 6750 §2.1)', async () => {
+      const user = await registerAndLogin(t.app, 'bearer-grammar');
+      for (const authorization of [
+        `Bearer ${user.access_token}`,
+        `bearer ${user.access_token}`,
+        `BEARER ${user.access_token}`,
+        `Bearer  ${user.access_token}`,
+      ]) {
+        const res = await t.app.inject({ url: '/v1/me', headers: { authorization } });
+        assert.equal(res.statusCode, 200, authorization.slice(0, 10));
       }
     });
 

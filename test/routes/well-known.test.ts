@@ -36,6 +36,46 @@ for (const provider of testProviders()) {
       assert.equal(cached.body, '');
     });
 
+    it('answers If-None-Match with the weak comparison of RFC 9110 §13.1.2: W/, lists and *', async () => {
+      const first = await t.app.inject({ url: '/.well-known/jwks.json' });
+      const etag = String(first.headers.etag);
+      assert.match(etag, /^"[^",]+"$/);
+      const conditional = (ifNoneMatch: string) =>
+        t.app.inject({ url: '/.well-known/jwks.json', headers: { 'if-none-match': ifNoneMatch } });
+
+      for (const ifNoneMatch of [
+        etag,
+        `W/${etag}`,
+        `"stale", ${etag}`,
+        `"stale",W/${etag}`,
+        `W/"stale" , W/${etag} , "older"`,
+        `, ${etag},`,
+        ` ${etag} `,
+        '*',
+      ]) {
+        const res = await conditional(ifNoneMatch);
+        assert.equal(res.statusCode, 304, ifNoneMatch);
+        assert.equal(res.body, '', ifNoneMatch);
+        assert.equal(res.headers.etag, etag, ifNoneMatch);
+        assert.equal(res.headers['cache-control'], first.headers['cache-control'], ifNoneMatch);
+      }
+
+      for (const ifNoneMatch of [
+        '"stale"',
+        'W/"stale", "older"',
+        etag.slice(1, -1),
+        `"${etag}"`,
+        `W/"x${etag.slice(1)}`,
+        '',
+        '**',
+      ]) {
+        const res = await conditional(ifNoneMatch);
+        assert.equal(res.statusCode, 200, ifNoneMatch);
+        assert.equal(res.headers.etag, etag, ifNoneMatch);
+        assert.equal(res.body, first.body, ifNoneMatch);
+      }
+    });
+
     it('uses the RFC 7638 thumbprint as kid and signs tokens with it', async () => {
       const { calculateJwkThumbprint } = await import('jose');
       const [key] = (await t.app.inject({ url: '/.well-known/jwks.json' })).json().keys;
@@ -97,6 +137,19 @@ for (const provider of testProviders()) {
       const res = await t.app.inject({ url: '/nope' });
       assert.equal(res.statusCode, 404);
       assert.equal(res.json().code, 'not_found');
+    });
+
+    it('answers 200 with the new key set to a poller holding the old (weak) ETag after keys change', async () => {
+      const old = String((await t.app.inject({ url: '/.well-known/jwks.json' })).headers.etag);
+      await t.app.keyStore.rotate();
+      const res = await t.app.inject({ url: '/.well-known/jwks.json', headers: { 'if-none-match': `W/${old}` } });
+      assert.equal(res.statusCode, 200);
+      assert.notEqual(res.headers.etag, old);
+      const again = await t.app.inject({
+        url: '/.well-known/jwks.json',
+        headers: { 'if-none-match': `W/${old}, W/${String(res.headers.etag)}` },
+      });
+      assert.equal(again.statusCode, 304);
     });
   });
 }

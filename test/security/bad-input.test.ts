@@ -105,18 +105,20 @@ for (const provider of testProviders()) {
     });
 
     it('never answers 500 to garbage tokens in the Authorization header', async () => {
-      const noise = [
-        'Bearer ....',
-        'Bearer eyJhbGciOiJub25lIn0.e30.',
-        'Bearer eyJ%%%.x.y',
-        'Bearer \u00ff\u00fe',
-        'bearer',
-        'Bearer a b c',
+      // A well-formed bearer token that is no good: 401; a malformed Bearer header: 400 (RFC 6750 §3.1).
+      const noise: [string, number][] = [
+        ['Bearer ....', 401],
+        ['Bearer eyJhbGciOiJub25lIn0.e30.', 401],
+        ['Bearer eyJ%%%.x.y', 400],
+        ['Bearer \u00ff\u00fe', 400],
+        ['bearer', 400],
+        ['Bearer a b c', 400],
       ];
-      for (const authorization of noise) {
+      for (const [authorization, status] of noise) {
         for (const url of ['/v1/me', '/v1/sessions']) {
           const res = await t.app.inject({ url, headers: { authorization } });
-          assert.equal(res.statusCode, 401, `${url} ${authorization}`);
+          assert.equal(res.statusCode, status, `${url} ${authorization}`);
+          assert.match(String(res.headers['content-type']), /^application\/problem\+json/);
         }
       }
     });
