@@ -27,7 +27,15 @@ export type RefreshFailure = 'invalid' | 'revoked' | 'expired' | 'reused';
 
 export type RefreshOutcome =
   /** `user` is the session's owner as read with the session (the caller checks it is not disabled). */
-  | { ok: true; userId: string; user: TokenSubject; sessionId: string; refreshToken: string }
+  | {
+      ok: true;
+      userId: string;
+      user: TokenSubject;
+      sessionId: string;
+      refreshToken: string;
+      /** The session's absolute end: no token of it outlives this. */
+      sessionExpiresAt: Date;
+    }
   | { ok: false; reason: RefreshFailure; sessionId?: string; userId?: string };
 
 /** Whether a verified access token is still good (see {@link SessionService.accessTokenStatus}). */
@@ -95,7 +103,10 @@ export class SessionService {
   ) {}
 
   /** Opens a session for a user who just proved their credentials; returns its first refresh token. */
-  async start(userId: string, metadata: SessionMetadata): Promise<{ sessionId: string; refreshToken: string }> {
+  async start(
+    userId: string,
+    metadata: SessionMetadata,
+  ): Promise<{ sessionId: string; refreshToken: string; expiresAt: Date }> {
     const now = this.now();
     const sessionId = randomUUID();
     const secret = randomBytes(32);
@@ -122,7 +133,7 @@ export class SessionService {
       generation: 0,
       known: first.known,
     });
-    return { sessionId, refreshToken: first.token };
+    return { sessionId, refreshToken: first.token, expiresAt };
   }
 
   /**
@@ -156,7 +167,7 @@ export class SessionService {
           new Date(now),
           this.#idleExpiry(now, session.expiresAt),
         );
-        if (rotated) return this.#success(parts, session.secret, secret, user, parts.generation + 1);
+        if (rotated) return this.#success(parts, session, secret, user, parts.generation + 1);
         // Another request rotated it first: decide again on the fresh state.
         session = await this.sessions.findById(parts.sessionId);
         if (!session) return { ok: false, reason: 'invalid' };
@@ -165,7 +176,7 @@ export class SessionService {
 
       const withinGrace = now - session.lastRotatedAt.getTime() <= this.policy.refreshReuseGrace * 1000;
       if (parts.generation === session.generation - 1 && withinGrace) {
-        return this.#success(parts, session.secret, secret, user, session.generation);
+        return this.#success(parts, session, secret, user, session.generation);
       }
       if (parts.generation < session.generation) {
         await this.sessions.revoke(session.id, 'refresh_token_reuse', new Date(now));
@@ -274,18 +285,28 @@ export class SessionService {
     if (!user) return null;
     // Most recently used goes last (the entry may have been replaced meanwhile: keep the newer one).
     if (this.#openedSecrets.get(parts.sessionId) === opened) this.#remember(parts.sessionId, opened);
-    return this.#success(parts, opened.sealed, opened.secret, user, parts.generation + 1);
+    return this.#success(
+      parts,
+      { secret: opened.sealed, expiresAt: opened.expiresAt },
+      opened.secret,
+      user,
+      parts.generation + 1,
+    );
   }
 
-  /** `parts` is the presented token: the successor is of its session, at `generation`. */
+  /**
+   * `parts` is the presented token: the successor is of its session (whose
+   * sealed secret and end are in `session`), at `generation`.
+   */
   #success(
     parts: RefreshTokenParts,
-    sealed: string,
+    session: { secret: string; expiresAt: Date },
     secret: Buffer,
     user: TokenSubject,
     generation: number,
   ): RefreshOutcome {
     const { sessionId } = parts;
+    const sealed = session.secret;
     const next = deriveSuccessorToken(secret, parts, generation);
     // The next refresh presents this token: its MAC is then compared, not computed again.
     const opened = this.#openedSecrets.get(sessionId);
@@ -293,7 +314,14 @@ export class SessionService {
       opened.generation = generation;
       opened.known = next.known;
     }
-    return { ok: true, userId: user.id, user, sessionId, refreshToken: next.token };
+    return {
+      ok: true,
+      userId: user.id,
+      user,
+      sessionId,
+      refreshToken: next.token,
+      sessionExpiresAt: session.expiresAt,
+    };
   }
 
   #idleExpiry(now: number, sessionExpiresAt: Date): Date {

@@ -87,11 +87,11 @@ export class TokenService {
       await this.audit.record({ type: 'login_failed', ...context });
       throw new OAuthError('invalid_grant', 'the username or password is wrong');
     }
-    const { sessionId, refreshToken } = await this.sessions.start(user.id, metadata);
+    const { sessionId, refreshToken, expiresAt } = await this.sessions.start(user.id, metadata);
     await nextTurn();
     await this.audit.record({ type: 'login_succeeded', userId: user.id, sessionId, ...context });
     await nextTurn();
-    return this.#respond(user, sessionId, refreshToken);
+    return this.#respond(user, sessionId, refreshToken, expiresAt);
   }
 
   /** Refresh grant: rotates the refresh token and issues a fresh access token. */
@@ -113,20 +113,31 @@ export class TokenService {
     // The owner was read together with the session (one query fewer per refresh).
     const { user } = outcome;
     if (user.disabledAt) throw new OAuthError('invalid_grant', REFRESH_FAILURES.revoked);
-    return this.#respond(user, outcome.sessionId, outcome.refreshToken);
+    return this.#respond(user, outcome.sessionId, outcome.refreshToken, outcome.sessionExpiresAt);
   }
 
   /**
    * Issues an RFC 9068 access token for a user's session. `iat` is never ahead
-   * of this server's clock; verifiers allow for their own skew.
+   * of this server's clock; verifiers allow for their own skew. The token ends
+   * with its session at the latest (`sessionExpiresAt`): a verifier that checks
+   * `exp` alone must not accept it once the session is over, and an ended
+   * session is not in the revocation feed (expiry is not revocation).
    */
-  async issueAccessToken(user: TokenSubject, sessionId: string): Promise<string> {
+  async issueAccessToken(
+    user: TokenSubject,
+    sessionId: string,
+    sessionExpiresAt: Date,
+  ): Promise<{ token: string; expiresIn: number }> {
     const iat = Math.floor(this.now() / 1000);
-    return this.keys.signAccessToken({
+    const exp = Math.max(
+      iat,
+      Math.min(iat + this.policy.accessTokenTtl, Math.floor(sessionExpiresAt.getTime() / 1000)),
+    );
+    const token = await this.keys.signAccessToken({
       iss: this.policy.issuer,
       sub: user.id,
       aud: this.policy.audience,
-      exp: iat + this.policy.accessTokenTtl,
+      exp,
       iat,
       jti: randomUUID(),
       client_id: this.policy.clientId,
@@ -134,14 +145,16 @@ export class TokenService {
       username: user.username,
       roles: user.roles,
     });
+    return { token, expiresIn: exp - iat };
   }
 
-  async #respond(user: TokenSubject, sessionId: string, refreshToken: string): Promise<TokenResponse> {
-    return {
-      access_token: await this.issueAccessToken(user, sessionId),
-      token_type: 'Bearer',
-      expires_in: this.policy.accessTokenTtl,
-      refresh_token: refreshToken,
-    };
+  async #respond(
+    user: TokenSubject,
+    sessionId: string,
+    refreshToken: string,
+    sessionExpiresAt: Date,
+  ): Promise<TokenResponse> {
+    const { token, expiresIn } = await this.issueAccessToken(user, sessionId, sessionExpiresAt);
+    return { access_token: token, token_type: 'Bearer', expires_in: expiresIn, refresh_token: refreshToken };
   }
 }

@@ -168,6 +168,27 @@ for (const provider of testProviders()) {
       assert.match(ended.json().error_description, /expired/);
     });
 
+    it('issues no access token that outlives its session', async () => {
+      const login = (await token({ grant_type: 'password', username: 'dana', password: 'dana password 1' })).json();
+      let current = login.refresh_token;
+      // Refresh daily up to 100 s before SESSION_MAX_AGE (30 days) ends the session.
+      for (let day = 0; day < 29; day++) {
+        clock.advance(24 * 3600);
+        current = (await token({ grant_type: 'refresh_token', refresh_token: current })).json().refresh_token;
+      }
+      clock.advance(24 * 3600 - 100);
+      const last = await token({ grant_type: 'refresh_token', refresh_token: current });
+      assert.equal(last.statusCode, 200);
+      // ACCESS_TOKEN_TTL is 900 s, but the session has 100 s left: so has the token.
+      assert.equal(last.json().expires_in, 100);
+      const claims = JSON.parse(Buffer.from(last.json().access_token.split('.')[1], 'base64url').toString());
+      assert.equal(claims.exp - claims.iat, 100);
+      assert.equal(claims.exp, Math.floor(clock.now() / 1000) + 100);
+      // A fresh session's tokens get the full lifetime.
+      const fresh = (await token({ grant_type: 'password', username: 'dana', password: 'dana password 1' })).json();
+      assert.equal(fresh.expires_in, 900);
+    });
+
     it('rejects garbage, truncated, padded and tampered refresh tokens with invalid_grant', async () => {
       const login = (await token({ grant_type: 'password', username: 'dana', password: 'dana password 1' })).json();
       const good: string = login.refresh_token;
