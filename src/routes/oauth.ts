@@ -33,7 +33,9 @@ const TokenResponse = Type.Object({
 
 const RevokeRequest = Type.Object({
   token: Type.Optional(
-    Type.String({ description: 'The refresh token to revoke (in browser cookie mode: the cookie, if absent)' }),
+    Type.String({
+      description: 'The refresh or access token to revoke (in browser cookie mode: the cookie, if absent)',
+    }),
   ),
   token_type_hint: Type.Optional(Type.String()),
   client_id: Type.Optional(Type.String()),
@@ -167,8 +169,9 @@ const oauthRoutes: FastifyPluginAsyncTypebox<{ config: Config }> = async (app, {
       config: { oauth: true },
       schema: {
         tags: ['oauth'],
-        summary: 'Revoke a refresh token and end its session (RFC 7009)',
-        description: 'Answers 200 whether or not the token was valid (RFC 7009 §2.2).',
+        summary: 'Revoke a refresh or access token and end its session (RFC 7009)',
+        description:
+          'Either token ends the session it belongs to (an access token is then in the revocation feed). Answers 200 whether or not the token was valid (RFC 7009 §2.2).',
         consumes: ['application/x-www-form-urlencoded', 'application/json'],
         body: RevokeRequest,
         response: {
@@ -190,7 +193,14 @@ const oauthRoutes: FastifyPluginAsyncTypebox<{ config: Config }> = async (app, {
       // some other token leaves the page's own session, and its cookie, alone.
       if (fromBrowser(request) && trustedOrigins.has(request.headers.origin ?? '') && token === sentCookie(request))
         clearCookie(reply);
-      const ended = await app.services.sessions.revokeByToken(token);
+      const { sessions, introspection } = app.services;
+      let ended: { sessionId: string; userId: string } | null = null;
+      if (introspection.looksLikeAccessToken(token)) {
+        // An access token (RFC 7009 §2: SHOULD be supported) ends its session; one
+        // that does not verify is ignored like any invalid token (§2.2).
+        const verified = await app.verifyAccessToken(request, token);
+        if (verified.ok) ended = await sessions.revokeByAccessToken(verified.claims);
+      } else ended = await sessions.revokeByToken(token);
       if (ended) {
         await app.audit.record({
           type: 'session_revoked',

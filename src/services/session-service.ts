@@ -199,6 +199,21 @@ export class SessionService {
     return ended ? { sessionId: session.id, userId: session.userId } : null;
   }
 
+  /**
+   * RFC 7009 with an access token (its claims already verified): ends the
+   * session the token was issued for, a logout like one by its refresh token.
+   * §2.1 lets the server revoke the refresh token along with an access token;
+   * ending the session also publishes the access token in the revocation feed.
+   */
+  async revokeByAccessToken(claims: {
+    sub: string;
+    sid: string;
+  }): Promise<{ sessionId: string; userId: string } | null> {
+    const ended = await this.sessions.revoke(claims.sid, 'logout', new Date(this.now()), claims.sub);
+    if (ended) this.#openedSecrets.delete(claims.sid);
+    return ended ? { sessionId: claims.sid, userId: claims.sub } : null;
+  }
+
   /** Whether the session exists and is neither revoked nor expired. */
   async isActive(sessionId: string): Promise<boolean> {
     const session = await this.sessions.findById(sessionId);

@@ -273,6 +273,38 @@ for (const provider of testProviders()) {
       assert.equal(again.statusCode, 200);
     });
 
+    it('ends the session of an access token too (RFC 7009 §2), and ignores one that does not verify', async () => {
+      const user = await registerAndLogin(t.app);
+      const other = await registerAndLogin(t.app);
+      // Not a token of ours: a tampered signature, then a token that is not even JSON.
+      const [header, payload, signature] = user.access_token.split('.');
+      const tampered = `${header}.${payload}.${signature!.slice(0, -4)}AAAA`;
+      for (const token of [tampered, 'a.b.c']) {
+        const res = await t.app.inject({ method: 'POST', url: '/oauth/revoke', ...form({ token }) });
+        assert.equal(res.statusCode, 200);
+      }
+      const stillIn = await t.app.inject({ url: '/v1/me', headers: { authorization: `Bearer ${user.access_token}` } });
+      assert.equal(stillIn.statusCode, 200);
+
+      const res = await t.app.inject({
+        method: 'POST',
+        url: '/oauth/revoke',
+        ...form({ token: user.access_token, token_type_hint: 'access_token' }),
+      });
+      assert.equal(res.statusCode, 200);
+      const me = await t.app.inject({ url: '/v1/me', headers: { authorization: `Bearer ${user.access_token}` } });
+      assert.equal(me.statusCode, 401);
+      const refresh = await t.app.inject({
+        method: 'POST',
+        url: '/oauth/token',
+        ...form({ grant_type: 'refresh_token', refresh_token: user.refresh_token }),
+      });
+      assert.equal(refresh.json().error, 'invalid_grant');
+      // Another user's session is untouched.
+      const theirs = await t.app.inject({ url: '/v1/me', headers: { authorization: `Bearer ${other.access_token}` } });
+      assert.equal(theirs.statusCode, 200);
+    });
+
     it('answers invalid_request without a token', async () => {
       const res = await t.app.inject({ method: 'POST', url: '/oauth/revoke', ...form({}) });
       assert.equal(res.statusCode, 400);
