@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { createServer } from 'node:http';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply, LogController } from 'fastify';
 import { type Bindings, type ChildLoggerOptions, type DestinationStream, pino } from 'pino';
@@ -194,7 +195,7 @@ export function buildApp(config: Config, options: AppOptions = {}): FastifyInsta
     // before Fastify's router (src/plugins/jwks-fast-path.ts). Fastify sets
     // its timeouts only on a server it creates itself, so they are set here.
     serverFactory: (handler) => {
-      const server = createServer((request, response) => {
+      const server = createServer({ connectionsCheckingInterval: 1_000 }, (request, response) => {
         try {
           if (preRouter.handle?.(request, response)) return;
         } catch (error) {
@@ -204,6 +205,9 @@ export function buildApp(config: Config, options: AppOptions = {}): FastifyInsta
         }
         handler(request, response);
       });
+      // Node enforces headersTimeout and requestTimeout only when it checks its
+      // connections (every 30 s by default): check every second, so a client that
+      // never finishes its headers is cut off after 10 s, not up to 40.
       server.requestTimeout = 30_000;
       // Slow-loris: idle keep-alive sockets close, and a client has 10 s to send its headers.
       server.keepAliveTimeout = 5_000;
@@ -222,6 +226,45 @@ export function buildApp(config: Config, options: AppOptions = {}): FastifyInsta
     return503OnClosing: false,
     // Start-up may wait up to 60 s for another instance's migration lock, then migrate.
     pluginTimeout: 120_000,
+    // Errors Node's HTTP parser raises before there is a request (headers too
+    // large, a malformed request line, headers that never finish): the
+    // documented problem details, with the security headers, written raw.
+    clientErrorHandler: (error, socket) => {
+      const code = (error as NodeJS.ErrnoException).code;
+      if (code === 'ECONNRESET' || !socket.writable) return void socket.destroy();
+      const problem: keyof typeof PROBLEMS =
+        code === 'HPE_HEADER_OVERFLOW'
+          ? 'headers_too_large'
+          : code === 'ERR_HTTP_REQUEST_TIMEOUT'
+            ? 'request_timeout'
+            : 'bad_request';
+      const { status, title } = PROBLEMS[problem];
+      const requestId = randomUUID();
+      const body = JSON.stringify({
+        type: `urn:tessera:problem:${problem}`,
+        title,
+        status,
+        detail:
+          problem === 'headers_too_large'
+            ? 'the request headers exceed 16 KiB'
+            : problem === 'request_timeout'
+              ? 'the request headers did not arrive in time'
+              : 'the request is not valid HTTP',
+        code: problem,
+        requestId,
+      });
+      const headers = [
+        ...securityHeaders,
+        ['content-type', 'application/problem+json; charset=utf-8'],
+        ['content-length', String(Buffer.byteLength(body))],
+        ['x-request-id', requestId],
+        ['connection', 'close'],
+      ];
+      socket.end(
+        `HTTP/1.1 ${status} ${title}\r\n${headers.map(([name, value]) => `${name}: ${value}`).join('\r\n')}\r\n\r\n${body}`,
+      );
+      logger.info({ code, status, requestId }, 'refused a malformed or incomplete request');
+    },
     // Errors Fastify raises before routing (a malformed percent-encoding in the
     // path) bypass the error handler: answer them in the documented shape too.
     frameworkErrors: (error, request, reply) => {

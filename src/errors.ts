@@ -15,6 +15,7 @@ export const PROBLEMS = {
   not_found: { status: 404, title: 'Not found' },
   method_not_allowed: { status: 405, title: 'Method not allowed' },
   username_taken: { status: 409, title: 'The username is taken' },
+  request_timeout: { status: 408, title: 'The request did not arrive in time' },
   body_too_large: { status: 413, title: 'The request body is too large' },
   unsupported_media_type: { status: 415, title: 'Unsupported content type' },
   too_many_requests: { status: 429, title: 'Too many requests from this client; slow down' },
