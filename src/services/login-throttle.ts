@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import type { CounterStore } from './counter-store.js';
+import type { Counter, CounterStore } from './counter-store.js';
 
 /** Throttling thresholds (see LOGIN_* in .env.example). */
 export interface LoginThrottlePolicy {
@@ -32,8 +32,8 @@ const KNOWN_IP_TTL = 30 * 24 * 3600;
  * the username exists, so throttling reveals nothing about accounts.
  */
 export class LoginThrottle {
-  /** Attempts admitted on this instance and not yet recorded, by counter key. */
-  readonly #inFlight = new Map<string, number>();
+  /** Attempts admitted on this instance and not yet recorded, by counter key, with who waits on them. */
+  readonly #inFlight = new Map<string, { count: number; waiters: (() => void)[] }>();
 
   constructor(
     private readonly store: CounterStore,
@@ -46,42 +46,65 @@ export class LoginThrottle {
    * Attempts this instance has admitted and not yet recorded count as
    * failures meanwhile: otherwise guesses sent all at once would all pass
    * before the first had counted its failure, and each get a password check.
-   * An allowed attempt holds its place until `release()`, which the caller
-   * calls once it has recorded the outcome ({@link recordFailure} or
-   * {@link recordSuccess}). Across instances a burst can get one such free
-   * attempt per instance; the counters themselves are shared (Redis).
+   * An attempt that only those in flight stand in the way of waits until one
+   * of them is decided, then is decided again: parallel logins with the right
+   * password all get in (a success resets the counters), parallel guesses get
+   * no more checks than sequential ones. An allowed attempt holds its place
+   * until `release()`, which the caller calls once it has recorded the
+   * outcome ({@link recordFailure} or {@link recordSuccess}). Across
+   * instances a burst can get its free attempts once per instance; the
+   * counters themselves are shared (Redis).
    */
   async admit(usernameKey: string, ip: string): Promise<ThrottleDecision & { release: () => void }> {
     const keys = this.#keys(usernameKey, ip);
-    const [pair, account, known] = await Promise.all([
-      this.store.get(keys.pair),
-      this.store.get(keys.account),
-      this.store.hasFlag(keys.known),
-    ]);
-    // From here to the end, nothing awaits: the decision and the place it takes are one step.
-    const now = this.now();
-    const waits = [this.#wait(this.#withInFlight(pair, keys.pair, now), this.policy.freeAttempts, now)];
-    if (!known) {
-      waits.push(this.#wait(this.#withInFlight(account, keys.account, now), this.policy.freeAttemptsAccount, now));
+    for (;;) {
+      const [pair, account, known] = await Promise.all([
+        this.store.get(keys.pair),
+        this.store.get(keys.account),
+        this.store.hasFlag(keys.known),
+      ]);
+      // From here to the place taken or the wait begun, nothing awaits.
+      const now = this.now();
+      // A known IP's typos do not count against the account as a whole (as in recordFailure).
+      const counted: [string, Counter | null, number][] = [[keys.pair, pair, this.policy.freeAttempts]];
+      if (!known) counted.push([keys.account, account, this.policy.freeAttemptsAccount]);
+      const stored = Math.max(...counted.map(([, counter, free]) => this.#wait(counter, free, now)));
+      if (stored > 0) return { allowed: false, retryAfter: stored, release: () => {} };
+      const blocking = counted.filter(
+        ([key, counter, free]) => this.#wait(this.#withInFlight(counter, key, now), free, now) > 0,
+      );
+      if (blocking.length === 0) return { allowed: true, release: this.#hold(counted.map(([key]) => key)) };
+      await Promise.race(blocking.map(([key]) => this.#released(key)));
     }
-    const retryAfter = Math.max(...waits);
-    if (retryAfter > 0) return { allowed: false, retryAfter, release: () => {} };
-    // A known IP's typos do not count against the account as a whole (as in recordFailure).
-    const held = known ? [keys.pair] : [keys.pair, keys.account];
-    for (const key of held) this.#inFlight.set(key, (this.#inFlight.get(key) ?? 0) + 1);
+  }
+
+  /** Takes a place under each key; the returned function gives it back (once), waking whoever waits. */
+  #hold(held: string[]): () => void {
+    for (const key of held) {
+      const entry = this.#inFlight.get(key);
+      if (entry) entry.count += 1;
+      else this.#inFlight.set(key, { count: 1, waiters: [] });
+    }
     let released = false;
-    return {
-      allowed: true,
-      release: () => {
-        if (released) return;
-        released = true;
-        for (const key of held) {
-          const left = (this.#inFlight.get(key) ?? 1) - 1;
-          if (left > 0) this.#inFlight.set(key, left);
-          else this.#inFlight.delete(key);
-        }
-      },
+    return () => {
+      if (released) return;
+      released = true;
+      for (const key of held) {
+        const entry = this.#inFlight.get(key);
+        if (!entry) continue;
+        entry.count -= 1;
+        const waiters = entry.waiters.splice(0);
+        if (entry.count === 0) this.#inFlight.delete(key);
+        for (const wake of waiters) wake();
+      }
     };
+  }
+
+  /** Resolves when an attempt in flight under `key` is released (there is one: the caller saw it). */
+  #released(key: string): Promise<void> {
+    const entry = this.#inFlight.get(key);
+    if (!entry) return Promise.resolve();
+    return new Promise((resolve) => entry.waiters.push(resolve));
   }
 
   /** Records a failed attempt (wrong password or unknown user: the same). */
@@ -105,7 +128,7 @@ export class LoginThrottle {
 
   /** A stored counter with this instance's attempts in flight added, as failures made now. */
   #withInFlight(counter: { count: number; last: number } | null, key: string, now: number) {
-    const inFlight = this.#inFlight.get(key) ?? 0;
+    const inFlight = this.#inFlight.get(key)?.count ?? 0;
     if (inFlight === 0) return counter;
     return { count: (counter?.count ?? 0) + inFlight, last: now };
   }

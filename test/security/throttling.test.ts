@@ -93,6 +93,12 @@ describe('per-account login throttling', () => {
     // LOGIN_FREE_ATTEMPTS=3: three checked and wrong, every other one refused before hashing.
     assert.equal(statuses.filter((status) => status === 400).length, 3, statuses.join(','));
     assert.equal(statuses.filter((status) => status === 429).length, 17, statuses.join(','));
+    // Logins with the right password sent all at once, more than the free attempts, all get in.
+    const logins = await Promise.all(Array.from({ length: 8 }, () => login(t.app, 'other', PASSWORD, '198.51.100.78')));
+    assert.deepEqual(
+      logins.map((answer) => answer.statusCode),
+      Array(8).fill(200),
+    );
     // Refused guesses are not failures: the account counted three (of LOGIN_FREE_ATTEMPTS_ACCOUNT=6),
     // so another address still gets in with the right password.
     assert.equal((await login(t.app, 'burst', PASSWORD, '203.0.113.9')).statusCode, 200);
