@@ -221,7 +221,9 @@ export function buildApp(config: Config, options: AppOptions = {}): FastifyInsta
     genReqId: requestIdFor,
     logController: new LogController({ requestIdLogLabel: 'requestId' }),
     childLoggerFactory: lazyChildLogger,
-    ajv: { customOptions: { coerceTypes: false } },
+    // No coercion, and a body with a field its schema does not allow is a 400,
+    // not silently trimmed (Fastify's default removes such fields).
+    ajv: { customOptions: { coerceTypes: false, removeAdditional: false } },
     // Requests that arrive while closing get the documented 503 (see src/plugins/security.ts).
     return503OnClosing: false,
     // Start-up may wait up to 60 s for another instance's migration lock, then migrate.

@@ -115,10 +115,13 @@ function sendOAuth(
 
 function validationErrors(error: FastifyError): { field: string; message: string }[] {
   return (error.validation ?? []).map((issue) => {
-    const missing = (issue.params as { missingProperty?: string } | undefined)?.missingProperty;
+    const params = issue.params as { missingProperty?: string; additionalProperty?: string } | undefined;
+    const missing = params?.missingProperty;
+    const extra = params?.additionalProperty;
     const path = issue.instancePath.replace(/^\//, '').replaceAll('/', '.');
-    const field = missing ? [path, missing].filter(Boolean).join('.') : path || (error.validationContext ?? 'body');
-    return { field, message: missing ? 'is required' : (issue.message ?? 'is invalid') };
+    const named = missing ?? extra;
+    const field = named ? [path, named].filter(Boolean).join('.') : path || (error.validationContext ?? 'body');
+    return { field, message: missing ? 'is required' : extra ? 'is not allowed' : (issue.message ?? 'is invalid') };
   });
 }
 

@@ -77,7 +77,7 @@ const meRoutes: FastifyPluginAsyncTypebox = async (app) => {
           { currentPassword: Type.String({ minLength: 1, maxLength: 1024 }), newPassword: Password },
           { additionalProperties: false },
         ),
-        response: { 204: Type.Null(), ...problems(400, 401, 413, 415, 503) },
+        response: { 204: Type.Null(), ...problems(400, 401, 413, 415, 429, 503) },
       },
     },
     async (request, reply) => {

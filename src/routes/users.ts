@@ -33,7 +33,7 @@ const userRoutes: FastifyPluginAsyncTypebox<{ config: Config }> = async (app, { 
         tags: ['users'],
         summary: 'Register a user',
         body: Type.Object({ username: Username, password: Password }, { additionalProperties: false }),
-        response: { 201: PublicUser, ...problems(400, 403, 409, 413, 415, 503) },
+        response: { 201: PublicUser, ...problems(400, 403, 409, 413, 415, 429, 503) },
       },
     },
     async (request, reply) => {

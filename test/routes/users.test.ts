@@ -63,6 +63,8 @@ for (const provider of testProviders()) {
         [{ password: 'long enough pw' }, 'username'],
         [{ username: 42, password: 'long enough pw' }, 'username'],
         [{ username: 'typed', password: 12345678 }, 'password'],
+        // A field the schema does not list is refused, not silently dropped.
+        [{ username: 'extra', password: 'long enough pw', admin: true }, 'admin'],
       ];
       for (const [payload, field] of cases) {
         const res = await t.app.inject({ method: 'POST', url: '/v1/users', payload: payload as object });

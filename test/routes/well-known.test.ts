@@ -129,6 +129,26 @@ for (const provider of testProviders()) {
       }
       assert.ok(doc.paths['/oauth/token'].post.responses['200']);
       assert.ok(doc.paths['/v1/users'].post.responses['409']);
+      // Error responses as they are sent: problem details as application/problem+json, 429 where
+      // rate-limited, and a 500 on every operation in its routes' error shape.
+      const conflict = doc.paths['/v1/users'].post.responses['409'].content;
+      assert.deepEqual(Object.keys(conflict), ['application/problem+json']);
+      assert.ok(doc.paths['/v1/users'].post.responses['429']);
+      assert.ok(doc.paths['/v1/me/password'].post.responses['429']);
+      assert.deepEqual(Object.keys(doc.paths['/v1/me'].get.responses['500'].content), ['application/problem+json']);
+      assert.equal(
+        doc.paths['/oauth/token'].post.responses['500'].content['application/json'].schema.$ref,
+        '#/components/schemas/OAuthError',
+      );
+      for (const [path, operations] of Object.entries(
+        doc.paths as Record<string, Record<string, { responses: object }>>,
+      )) {
+        for (const [method, operation] of Object.entries(operations)) {
+          assert.ok('500' in operation.responses, `${method} ${path} documents no 500`);
+        }
+      }
+      const sent = await t.app.inject({ method: 'POST', url: '/v1/users', payload: { username: 'a', password: 'b' } });
+      assert.match(String(sent.headers['content-type']), /^application\/problem\+json/);
       const ui = await t.app.inject({ url: '/docs' });
       assert.ok([200, 302].includes(ui.statusCode));
     });
