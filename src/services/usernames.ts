@@ -6,7 +6,11 @@ export const USERNAME_MAX_LENGTH = 64;
 export interface CanonicalUsername {
   /** NFC form, kept for display. */
   display: string;
-  /** NFKC + case-folded form: two usernames that look the same share a key. */
+  /**
+   * NFKC + lowercased form (the simple case mapping of `toLowerCase`, not full
+   * case folding): usernames that differ only in width or case share a key.
+   * Changing this rule changes stored keys, so it would need a migration.
+   */
   key: string;
 }
 
