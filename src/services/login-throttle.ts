@@ -13,6 +13,14 @@ export interface LoginThrottlePolicy {
 
 export type ThrottleDecision = { allowed: true } | { allowed: false; retryAfter: number };
 
+/**
+ * The longest an attempt waits for attempts in flight before it is decided on
+ * the stored counters alone. A wrong password is decided within a hash (tens
+ * of ms); attempts slower than this (the database is stalling, the hash queue
+ * is long) must not make every attempt behind them slower still.
+ */
+const IN_FLIGHT_WAIT_MS = 500;
+
 /** How long an IP that logged into an account stays "known" for it. */
 const KNOWN_IP_TTL = 30 * 24 * 3600;
 
@@ -49,7 +57,9 @@ export class LoginThrottle {
    * An attempt that only those in flight stand in the way of waits until one
    * of them is decided, then is decided again: parallel logins with the right
    * password all get in (a success resets the counters), parallel guesses get
-   * no more checks than sequential ones. An allowed attempt holds its place
+   * no more checks than sequential ones. The wait is bounded
+   * ({@link IN_FLIGHT_WAIT_MS}): past it, the stored counters alone decide, so
+   * slow attempts cannot slow every attempt behind them. An allowed attempt holds its place
    * until `release()`, which the caller calls once it has recorded the
    * outcome ({@link recordFailure} or {@link recordSuccess}). Across
    * instances a burst can get its free attempts once per instance; the
@@ -57,6 +67,7 @@ export class LoginThrottle {
    */
   async admit(usernameKey: string, ip: string): Promise<ThrottleDecision & { release: () => void }> {
     const keys = this.#keys(usernameKey, ip);
+    const waitUntil = performance.now() + IN_FLIGHT_WAIT_MS;
     for (;;) {
       const [pair, account, known] = await Promise.all([
         this.store.get(keys.pair),
@@ -73,8 +84,12 @@ export class LoginThrottle {
       const blocking = counted.filter(
         ([key, counter, free]) => this.#wait(this.#withInFlight(counter, key, now), free, now) > 0,
       );
-      if (blocking.length === 0) return { allowed: true, release: this.#hold(counted.map(([key]) => key)) };
-      await Promise.race(blocking.map(([key]) => this.#released(key)));
+      const waitLeft = waitUntil - performance.now();
+      if (blocking.length === 0 || waitLeft <= 0) {
+        return { allowed: true, release: this.#hold(counted.map(([key]) => key)) };
+      }
+      const gaveUp = new Promise<void>((resolve) => setTimeout(resolve, waitLeft).unref());
+      await Promise.race([gaveUp, ...blocking.map(([key]) => this.#released(key))]);
     }
   }
 
