@@ -55,7 +55,10 @@ export const REDACTED_LOG_PATHS = [
 ];
 
 /** Query parameters whose values are never logged (a client that puts a token or password in a URL). */
-const SECRET_QUERY_PARAMETER = /token|password|secret|assertion|code|credential|key/i;
+const SECRET_QUERY_PARAMETER = /token|pass|pwd|secret|assertion|code|credential|key|auth|jwt|bearer/i;
+
+/** Values that look like a token whatever they are called: a JWT, or a long opaque base64url string. */
+const TOKEN_LIKE_VALUE = /^(eyJ[\w-]*\.[\w-]*\.[\w-]*|[\w-]{40,})$/;
 
 /**
  * The request URL as logged: the values of secret-looking query parameters
@@ -76,7 +79,16 @@ export function loggableUrl(url: string): string {
     } catch {
       // a malformed escape: match the raw name
     }
-    if (equals !== -1 && SECRET_QUERY_PARAMETER.test(name)) pairs[i] = `${rawName}=[redacted]`;
+    if (equals === -1) continue;
+    let value = pair.slice(equals + 1);
+    try {
+      value = decodeURIComponent(value.replace(/\+/g, ' '));
+    } catch {
+      // a malformed escape: match the raw value
+    }
+    if (SECRET_QUERY_PARAMETER.test(name) || TOKEN_LIKE_VALUE.test(value.replace(/^Bearer\s+/i, ''))) {
+      pairs[i] = `${rawName}=[redacted]`;
+    }
   }
   return `${url.slice(0, query)}?${pairs.join('&')}`;
 }
@@ -262,9 +274,14 @@ export function buildApp(config: Config, options: AppOptions = {}): FastifyInsta
         ['x-request-id', requestId],
         ['connection', 'close'],
       ];
+      // Closed from this side once written (the server is half-open: a client
+      // that never sends its FIN would otherwise keep the socket), and at the
+      // latest after 2 s if the client does not read.
       socket.end(
         `HTTP/1.1 ${status} ${title}\r\n${headers.map(([name, value]) => `${name}: ${value}`).join('\r\n')}\r\n\r\n${body}`,
+        () => socket.destroy(),
       );
+      setTimeout(() => socket.destroy(), 2_000).unref();
       logger.info({ code, status, requestId }, 'refused a malformed or incomplete request');
     },
     // Errors Fastify raises before routing (a malformed percent-encoding in the

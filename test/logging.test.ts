@@ -44,6 +44,10 @@ describe('logs', () => {
         url: `/oauth/token?refresh_token=${encodeURIComponent(login.refresh_token)}&password=${password}`,
         payload: { grant_type: 'refresh_token' },
       });
+      // Under names that say nothing, or as an Authorization value: redacted by their shape.
+      await t.app.inject({
+        url: `/v1/me?t=${login.access_token}&x=${login.refresh_token}&authorization=${encodeURIComponent(`Bearer ${login.access_token}`)}`,
+      });
       // A request that fails validation, whose body would be tempting to log.
       await t.app.inject({ method: 'POST', url: '/v1/users', payload: { username: 'x y', password } });
 

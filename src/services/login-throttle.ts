@@ -11,7 +11,11 @@ export interface LoginThrottlePolicy {
   maxDelay: number;
 }
 
-export type ThrottleDecision = { allowed: true } | { allowed: false; retryAfter: number };
+/**
+ * `busy`: refused because earlier attempts for the account are still being
+ * checked after the longest wait (not a failure count): a 503, not a 429.
+ */
+export type ThrottleDecision = { allowed: true } | { allowed: false; retryAfter: number; busy?: true };
 
 /**
  * The longest an attempt waits for attempts in flight before it is decided on
@@ -58,8 +62,9 @@ export class LoginThrottle {
    * of them is decided, then is decided again: parallel logins with the right
    * password all get in (a success resets the counters), parallel guesses get
    * no more checks than sequential ones. The wait is bounded
-   * ({@link IN_FLIGHT_WAIT_MS}): past it, the stored counters alone decide, so
-   * slow attempts cannot slow every attempt behind them. An allowed attempt holds its place
+   * ({@link IN_FLIGHT_WAIT_MS}): past it the attempt is refused as `busy`
+   * (retry in a second), so slow checks neither queue every attempt behind
+   * them nor let extra guesses through. An allowed attempt holds its place
    * until `release()`, which the caller calls once it has recorded the
    * outcome ({@link recordFailure} or {@link recordSuccess}). Across
    * instances a burst can get its free attempts once per instance; the
@@ -84,12 +89,13 @@ export class LoginThrottle {
       const blocking = counted.filter(
         ([key, counter, free]) => this.#wait(this.#withInFlight(counter, key, now), free, now) > 0,
       );
+      if (blocking.length === 0) return { allowed: true, release: this.#hold(counted.map(([key]) => key)) };
       const waitLeft = waitUntil - performance.now();
-      if (blocking.length === 0 || waitLeft <= 0) {
-        return { allowed: true, release: this.#hold(counted.map(([key]) => key)) };
-      }
-      const gaveUp = new Promise<void>((resolve) => setTimeout(resolve, waitLeft).unref());
-      await Promise.race([gaveUp, ...blocking.map(([key]) => this.#released(key))]);
+      if (waitLeft <= 0) return { allowed: false, retryAfter: 1, busy: true, release: () => {} };
+      await this.#released(
+        blocking.map(([key]) => key),
+        waitLeft,
+      );
     }
   }
 
@@ -115,11 +121,26 @@ export class LoginThrottle {
     };
   }
 
-  /** Resolves when an attempt in flight under `key` is released (there is one: the caller saw it). */
-  #released(key: string): Promise<void> {
-    const entry = this.#inFlight.get(key);
-    if (!entry) return Promise.resolve();
-    return new Promise((resolve) => entry.waiters.push(resolve));
+  /**
+   * Resolves when an attempt in flight under one of `keys` is released, or
+   * after `timeoutMs`, whichever comes first; leaves no waiter or timer behind.
+   */
+  #released(keys: string[], timeoutMs: number): Promise<void> {
+    return new Promise((resolve) => {
+      const entries = keys.flatMap((key) => this.#inFlight.get(key) ?? []);
+      if (entries.length === 0) return resolve();
+      const done = () => {
+        clearTimeout(timer);
+        for (const entry of entries) {
+          const index = entry.waiters.indexOf(done);
+          if (index !== -1) entry.waiters.splice(index, 1);
+        }
+        resolve();
+      };
+      const timer = setTimeout(done, timeoutMs);
+      timer.unref();
+      for (const entry of entries) entry.waiters.push(done);
+    });
   }
 
   /** Records a failed attempt (wrong password or unknown user: the same). */

@@ -58,6 +58,15 @@ export class TokenService {
     const throttleKey = 'error' in canonical ? username.toLowerCase().slice(0, 256) : canonical.key;
     const ip = metadata.ipAddress ?? 'unknown';
     const decision = await this.throttle.admit(throttleKey, ip);
+    if (!decision.allowed && decision.busy) {
+      throw new ProblemError(
+        'service_unavailable',
+        'earlier login attempts for this account are still being checked; retry',
+        {
+          'retry-after': String(decision.retryAfter),
+        },
+      );
+    }
     if (!decision.allowed) {
       await this.audit.record({ type: 'login_throttled', ...context, details: { retryAfter: decision.retryAfter } });
       throw new ProblemError('too_many_attempts', `too many failed login attempts; retry in ${decision.retryAfter} s`, {

@@ -105,6 +105,34 @@ describe('per-account login throttling', () => {
   });
 });
 
+describe('per-account throttling when password checks are slow', () => {
+  let t: TestApp;
+  before(async () => {
+    // One hash at a time, each a few hundred ms: checks outlast the throttle's wait for attempts in flight.
+    t = await startTestApp('sqlite', {
+      env: { LOGIN_FREE_ATTEMPTS: '3', HASH_CONCURRENCY: '1', ARGON2_MEMORY_COST: '65536', ARGON2_TIME_COST: '4' },
+    });
+    const res = await t.app.inject({
+      method: 'POST',
+      url: '/v1/users',
+      payload: { username: 'slow', password: PASSWORD },
+    });
+    assert.equal(res.statusCode, 201);
+  });
+  after(() => t.close());
+
+  it('parallel guesses still get no more checks than the free attempts: the rest are refused, 429 or 503', async () => {
+    const answers = await Promise.all(Array.from({ length: 12 }, (_, i) => login(t.app, 'slow', `slow guess ${i}`)));
+    const statuses = answers.map((answer) => answer.statusCode);
+    assert.equal(statuses.filter((status) => status === 400).length, 3, statuses.join(','));
+    for (const answer of answers.filter((a) => a.statusCode !== 400)) {
+      assert.ok([429, 503].includes(answer.statusCode), statuses.join(','));
+      assert.equal(answer.json().error, 'temporarily_unavailable');
+      assert.ok(Number(answer.headers['retry-after']) >= 1);
+    }
+  });
+});
+
 describe('per-IP rate limits', () => {
   let t: TestApp;
   before(async () => {
