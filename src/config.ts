@@ -391,7 +391,11 @@ function inWords(seconds: number): string {
   return `${count} ${unit}${count === 1 ? '' : 's'}`;
 }
 
-/** Which SERVICE_CREDENTIALS entry is wrong and how, naming a service only by its id, never its secret. */
+/**
+ * Which SERVICE_CREDENTIALS entry is wrong and how, by its position only: a
+ * pair written the wrong way round (secret:id) would put the secret where the
+ * id goes, so a failing entry's id is never printed.
+ */
 function serviceCredentialsProblem(value: string): string {
   const wrong = value.split(',').flatMap((entry, index) => {
     const at = `entry ${index + 1}`;
@@ -401,8 +405,8 @@ function serviceCredentialsProblem(value: string): string {
     const id = entry.slice(0, colon);
     const secret = entry.slice(colon + 1);
     if (!/^[A-Za-z0-9._~-]+$/.test(id)) return [`${at}: the id may only contain letters, digits, . _ ~ and -`];
-    if (/\s/.test(secret)) return [`${at} (service "${id}"): the secret contains whitespace`];
-    if (secret.length < 32) return [`${at} (service "${id}"): the secret is shorter than 32 characters`];
+    if (/\s/.test(secret)) return [`${at}: the secret contains whitespace`];
+    if (secret.length < 32) return [`${at}: the secret is shorter than 32 characters`];
     return [];
   });
   return [FORMATS.SERVICE_CREDENTIALS, ...wrong].join('; ');

@@ -92,7 +92,8 @@ describe('loadConfig', () => {
     const message = configError({
       KEY_ENCRYPTION_SECRET: keySecret,
       KEY_ENCRYPTION_SECRET_PREVIOUS: 'previous-secret-x',
-      SERVICE_CREDENTIALS: `billing:${billing},reports:tooshort-r3ports`,
+      // The third pair is written the wrong way round: its secret sits where the id goes.
+      SERVICE_CREDENTIALS: `billing:${billing},reports:tooshort-r3ports,R3versedSecretValue:x`,
       DATABASE_URL: 'mysql://admin:hunter2@db/x',
       REDIS_URL: 'http://:r3dis-pass@cache:6379',
       METRICS_TOKEN: 'm3trics-tok',
@@ -101,7 +102,7 @@ describe('loadConfig', () => {
     assert.match(message, /KEY_ENCRYPTION_SECRET_PREVIOUS: must be at least 32 characters/);
     assert.match(
       message,
-      /SERVICE_CREDENTIALS: .*entry 2 \(service "reports"\): the secret is shorter than 32 characters/,
+      /SERVICE_CREDENTIALS: .*entry 2: the secret is shorter than 32 characters; entry 3: the secret is shorter/,
     );
     assert.match(message, /DATABASE_URL: must start with file: .* or postgres:\/\/ or postgresql:\/\//);
     assert.match(message, /REDIS_URL: must start with redis:\/\/ or rediss:\/\//);
@@ -111,6 +112,7 @@ describe('loadConfig', () => {
       'previous-secret-x',
       billing,
       'tooshort-r3ports',
+      'R3versedSecretValue',
       'hunter2',
       'r3dis-pass',
       'm3trics-tok',

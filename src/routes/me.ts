@@ -43,7 +43,7 @@ const meRoutes: FastifyPluginAsyncTypebox = async (app) => {
             ),
             before: Type.Optional(Type.String({ format: 'date-time', description: 'Page: events before this time' })),
           },
-          { additionalProperties: false },
+          // Other query parameters (a cache-buster such as `_=`) are ignored, as on every route.
         ),
         response: { 200: Type.Object({ events: Type.Array(AuditEntry) }), ...problems(400, 401, 503) },
       },

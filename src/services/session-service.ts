@@ -167,7 +167,7 @@ export class SessionService {
           new Date(now),
           this.#idleExpiry(now, session.expiresAt),
         );
-        if (rotated) return this.#success(parts, session, secret, user, parts.generation + 1);
+        if (rotated) return this.#success(parts, session.secret, session.expiresAt, secret, user, parts.generation + 1);
         // Another request rotated it first: decide again on the fresh state.
         session = await this.sessions.findById(parts.sessionId);
         if (!session) return { ok: false, reason: 'invalid' };
@@ -176,7 +176,7 @@ export class SessionService {
 
       const withinGrace = now - session.lastRotatedAt.getTime() <= this.policy.refreshReuseGrace * 1000;
       if (parts.generation === session.generation - 1 && withinGrace) {
-        return this.#success(parts, session, secret, user, session.generation);
+        return this.#success(parts, session.secret, session.expiresAt, secret, user, session.generation);
       }
       if (parts.generation < session.generation) {
         await this.sessions.revoke(session.id, 'refresh_token_reuse', new Date(now));
@@ -300,28 +300,22 @@ export class SessionService {
     if (!user) return null;
     // Most recently used goes last (the entry may have been replaced meanwhile: keep the newer one).
     if (this.#openedSecrets.get(parts.sessionId) === opened) this.#remember(parts.sessionId, opened);
-    return this.#success(
-      parts,
-      { secret: opened.sealed, expiresAt: opened.expiresAt },
-      opened.secret,
-      user,
-      parts.generation + 1,
-    );
+    return this.#success(parts, opened.sealed, opened.expiresAt, opened.secret, user, parts.generation + 1);
   }
 
   /**
-   * `parts` is the presented token: the successor is of its session (whose
-   * sealed secret and end are in `session`), at `generation`.
+   * `parts` is the presented token: the successor is of its session (with
+   * `sealed` secret, ending at `sessionExpiresAt`), at `generation`.
    */
   #success(
     parts: RefreshTokenParts,
-    session: { secret: string; expiresAt: Date },
+    sealed: string,
+    sessionExpiresAt: Date,
     secret: Buffer,
     user: TokenSubject,
     generation: number,
   ): RefreshOutcome {
     const { sessionId } = parts;
-    const sealed = session.secret;
     const next = deriveSuccessorToken(secret, parts, generation);
     // The next refresh presents this token: its MAC is then compared, not computed again.
     const opened = this.#openedSecrets.get(sessionId);
@@ -335,7 +329,7 @@ export class SessionService {
       user,
       sessionId,
       refreshToken: next.token,
-      sessionExpiresAt: session.expiresAt,
+      sessionExpiresAt,
     };
   }
 
