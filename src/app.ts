@@ -72,25 +72,26 @@ export function loggableUrl(url: string): string {
   for (let i = 0; i < pairs.length; i += 1) {
     const pair = pairs[i] ?? '';
     const equals = pair.indexOf('=');
-    const rawName = equals === -1 ? pair : pair.slice(0, equals);
-    let name = rawName;
-    try {
-      name = decodeURIComponent(rawName.replace(/\+/g, ' '));
-    } catch {
-      // a malformed escape: match the raw name
-    }
     if (equals === -1) continue;
-    let value = pair.slice(equals + 1);
-    try {
-      value = decodeURIComponent(value.replace(/\+/g, ' '));
-    } catch {
-      // a malformed escape: match the raw value
-    }
-    if (SECRET_QUERY_PARAMETER.test(name) || TOKEN_LIKE_VALUE.test(value.replace(/^Bearer\s+/i, ''))) {
+    const rawName = pair.slice(0, equals);
+    const value = decodeQueryPart(pair.slice(equals + 1));
+    if (
+      SECRET_QUERY_PARAMETER.test(decodeQueryPart(rawName)) ||
+      TOKEN_LIKE_VALUE.test(value.replace(/^Bearer\s+/i, ''))
+    ) {
       pairs[i] = `${rawName}=[redacted]`;
     }
   }
   return `${url.slice(0, query)}?${pairs.join('&')}`;
+}
+
+/** A query-string name or value as form-decoded text; a malformed escape is matched as it came. */
+function decodeQueryPart(part: string): string {
+  try {
+    return decodeURIComponent(part.replace(/\+/g, ' '));
+  } catch {
+    return part;
+  }
 }
 
 /** Fastify's request serializer, with {@link loggableUrl}. */
